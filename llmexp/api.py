@@ -1,0 +1,21 @@
+"""The compiler's front passes as a Python API: compose -> validate -> derive."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+from llmexp.config.compose import compose_dictconfig
+from llmexp.config.schema import Config
+from llmexp.config.validate import validate
+from llmexp.plan import Plan
+from llmexp.plan import derive as _derive
+
+
+def compose(overrides: Sequence[str] = (), config_dirs: Iterable[str | os.PathLike] = ()) -> Config:
+    """Compose conf/ with Hydra `overrides` and validate: a typed Config, or ConfigError."""
+    return validate(compose_dictconfig(overrides, config_dirs))
+
+
+def derive(cfg: Config) -> Plan:
+    """The plan of a validated config: parameters, FLOPs, tokens, steps, memory, time."""
+    return _derive(cfg)

@@ -1,0 +1,120 @@
+"""Lower pass: validated Config + Plan + prepared data -> LightningModule, DataModule, Trainer."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from llmexp.callbacks import AtomicCheckpointIO, LossPlot
+from llmexp.config.schema import Config
+from llmexp.data.datamodule import TokenDataModule
+from llmexp.data.prepare import PreparedData
+from llmexp.parallel.strategy import lightning_strategy, resolve_accelerator
+from llmexp.plan import Plan
+from llmexp.stages import STAGE_MODULES
+
+
+def wandb_online() -> bool:
+    """Online only with an API key (environment or `wandb login`'s netrc entry)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        import netrc
+
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def build_loggers(cfg: Config, run_dir: Path, flat_config: dict[str, Any]) -> list:
+    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]  # <run_dir>/metrics.csv, always
+    if cfg.logger.name == "wandb":
+        from lightning.pytorch.loggers import WandbLogger
+
+        online = wandb_online()
+        if not online:
+            os.environ.setdefault("WANDB_MODE", "offline")
+        loggers.append(
+            WandbLogger(
+                project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.logger.group,
+                tags=list(cfg.logger.tags), name=run_dir.name, id=_wandb_run_id(run_dir),
+                save_dir=str(run_dir), offline=not online, resume="allow",
+            )
+        )
+    elif cfg.logger.name == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+    return loggers
+
+
+def _wandb_run_id(run_dir: Path) -> str:
+    """A W&B sweep agent assigns the id (WANDB_RUN_ID); otherwise the run folder's name, so a
+    resumed run continues the same W&B run."""
+    return os.environ.get("WANDB_RUN_ID") or run_dir.name
+
+
+def build(
+    cfg: Config, plan: Plan, data: PreparedData, run_dir: Path, checkpoint_meta: dict[str, Any],
+    flat_config: dict[str, Any],
+) -> tuple[L.LightningModule, TokenDataModule, L.Trainer]:
+    t = cfg.trainer
+    accelerator = resolve_accelerator(t.accelerator)
+    module = STAGE_MODULES[cfg.stage.name](cfg, plan, flat_config, checkpoint_meta)
+    datamodule = TokenDataModule(
+        data, seq_len=plan.seq_len, micro_batch_size=t.micro_batch_size,
+        total_micro_batches=plan.steps * plan.grad_accumulation, val_batches=t.val_batches,
+        seed=t.seed, num_workers=t.num_workers,
+    )
+    checkpoints = run_dir / "checkpoints"
+    callbacks = [
+        # last.ckpt every checkpoint_every steps: what a rerun or resume= continues from.
+        ModelCheckpoint(dirpath=checkpoints, filename="last", every_n_train_steps=t.checkpoint_every,
+                        save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
+        # best.ckpt whenever validation improves.
+        ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min",
+                        save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
+        LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", data.val_unigram_entropy),
+        TQDMProgressBar(refresh_rate=max(1, plan.grad_accumulation)),
+    ]
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=lightning_strategy(cfg, accelerator),
+        precision=cfg.parallelism.precision,
+        max_steps=plan.steps,
+        max_epochs=-1,
+        accumulate_grad_batches=plan.grad_accumulation,
+        gradient_clip_val=cfg.optimizer.grad_clip,  # applied in StageModule.configure_gradient_clipping
+        val_check_interval=t.val_every * plan.grad_accumulation,
+        check_val_every_n_epoch=None,
+        limit_val_batches=t.val_batches,
+        num_sanity_val_steps=0,
+        log_every_n_steps=t.log_every,
+        logger=build_loggers(cfg, run_dir, flat_config),
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(run_dir),
+        use_distributed_sampler=False,  # ResumableSampler shards by rank itself
+        enable_model_summary=False,  # the plan says it better
+    )
+    return module, datamodule, trainer
+
+
+def quiet_lightning_warnings() -> None:
+    """Warnings that do not apply to llmexp's setup (it resumes mid-epoch exactly, and its
+    streams are one long epoch by design)."""
+    for pattern in (
+        r".*resuming from a checkpoint that ended before the epoch ended.*",
+        r".*does not have many workers.*",
+        r".*Experiment logs directory .* exists and is not empty.*",
+        r".*Checkpoint directory .* exists and is not empty.*",
+        r".*The number of training batches .* is smaller than the logging interval.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)

@@ -1,0 +1,84 @@
+"""Lightning plugins and callbacks that llmexp adds: atomic checkpoints, the loss-curve plot."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from llmexp.io import atomic_write_bytes
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Serialise in memory, then write-fsync-rename: a kill mid-save leaves the previous file."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """metrics.csv -> {metric: [(step, value), ...]}, last value kept per step (a resumed run
+    logs the steps after its checkpoint again)."""
+    series: dict[str, dict[int, float]] = {}
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row["step"]))
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in ("", None):
+                    continue
+                series.setdefault(key, {})[step] = float(value)
+    return {k: sorted(v.items()) for k, v in series.items()}
+
+
+def plot_losses(metrics_csv: Path, out_png: Path, baseline: Optional[float] = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = read_metrics(metrics_csv)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for key, style in (("train/loss", "-"), ("val/loss", "o-")):
+        if metrics.get(key):
+            steps, values = zip(*metrics[key])
+            ax.plot(steps, values, style, label=key, markersize=3, linewidth=1.2)
+    if baseline is not None and math.isfinite(baseline):
+        ax.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="unigram entropy (val)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write_bytes(out_png, buffer.getvalue())
+
+
+class LossPlot(L.Callback):
+    """Redraws <run_dir>/loss.png after every validation and at the end of training."""
+
+    def __init__(self, metrics_csv: Path, out_png: Path, baseline: Optional[float]):
+        self.metrics_csv, self.out_png, self.baseline = metrics_csv, out_png, baseline
+
+    def _draw(self, trainer: L.Trainer) -> None:
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.save()
+            plot_losses(self.metrics_csv, self.out_png, self.baseline)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._draw(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._draw(trainer)

@@ -1,0 +1,97 @@
+"""`python -m llmexp` / `llmexp`: compose -> validate -> derive -> (print plan | build -> run).
+
+Bad input exits with code 2 and one line on stderr, before torch or Lightning are imported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+USAGE = """usage: python -m llmexp [--config-dir DIR] [--cfg] [-m] [key=value ...]
+
+Compose conf/ with Hydra overrides, validate, plan, and train (or print the plan).
+
+  python -m llmexp                                  the embedded default (tiny model, CPU, offline)
+  python -m llmexp model=7b dry_run=true            the plan of a 7B run; dry_run=json for tools
+  python -m llmexp model=125m optimizer=adamw_wsd trainer.max_steps=2000
+  python -m llmexp --config-dir ./my_conf model=my_model
+  python -m llmexp -m model=tiny optimizer.lr=1e-3,3e-3   a Hydra multirun (launchers: hydra/launcher=...)
+
+groups: model tokenizer data optimizer parallelism stage trainer logger plan (see conf/)
+options:
+  --config-dir DIR, -cd DIR   add DIR to the config search path (repeatable)
+  --cfg                       print the composed, validated config and exit
+  -m, --multirun              run every combination of comma-separated overrides via Hydra
+  -h, --help                  this text
+"""
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="llmexp", add_help=False, usage=USAGE)
+    parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("--config-dir", "-cd", action="append", default=[])
+    parser.add_argument("--cfg", action="store_true")
+    parser.add_argument("-m", "--multirun", action="store_true")
+    parser.add_argument("overrides", nargs="*")
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        _fail(f"unknown option {unknown[0]!r}: see python -m llmexp --help")
+    return args
+
+
+def _fail(message: str) -> None:
+    print(f"llmexp: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parse(argv)
+    if args.help:
+        print(USAGE)
+        return
+    if args.multirun:
+        from llmexp.multirun import multirun
+
+        multirun(args.overrides, args.config_dir)
+        return
+
+    from llmexp.api import compose, derive
+    from llmexp.config.errors import ConfigError
+
+    try:
+        cfg = compose(args.overrides, args.config_dir)
+        plan = derive(cfg)
+    except ConfigError as err:
+        _fail(str(err))
+    if args.cfg:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        return
+    if cfg.dry_run == "json":
+        print(json.dumps(plan.to_dict(), indent=2))
+        return
+    if cfg.dry_run:
+        from llmexp.plan import format_plan
+
+        print(format_plan(plan))
+        return
+    execute(cfg, plan, argv)
+
+
+def execute(cfg, plan, argv: Sequence[str]) -> dict:
+    """Run a validated config; bad input found on the way is still one line and exit 2."""
+    from llmexp.config.errors import ConfigError
+    from llmexp.data.sources import DataError
+    from llmexp.run import PreflightError, run
+
+    try:
+        return run(cfg, plan, list(argv))
+    except (ConfigError, PreflightError, DataError) as err:
+        _fail(str(err))
+    except KeyboardInterrupt:
+        print("llmexp: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        raise SystemExit(130)

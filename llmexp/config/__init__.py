@@ -1,0 +1,1 @@
+"""Configuration passes: the typed schema, composition with Hydra, validation rules."""

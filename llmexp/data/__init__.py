@@ -1,0 +1,1 @@
+"""Data: sources of documents, a document-level split, token caches and the DataModule."""

@@ -1,0 +1,255 @@
+"""Derive pass: a validated Config -> a Plan of pure numbers. No torch, no Lightning.
+
+Conventions (documented in the README, "The plan"):
+- params_total counts every weight once (tied embeddings once), as Chinchilla counts N.
+- flops_per_token = 6 * N_matmul + 12 * n_layers * d_model * seq_len (PaLM, Chowdhery et al.
+  2022, appendix B), where N_matmul is every weight used in a matmul: the non-embedding
+  weights plus the output projection (the input embedding is a lookup, not a matmul).
+- memory is per device, for the parallelism's sharding (single/ddp: a full replica), with
+  AdamW's two fp32 moments, and activations of a flash-attention Llama block.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+from llmexp.accelerators import ACCELERATORS
+from llmexp.config.errors import ConfigError
+from llmexp.config.schema import Config, ModelConfig
+
+GiB = 1024**3
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    total: int
+    embedding: int  # the input embedding table
+    output: int  # the output projection (0 extra when tied to the embedding)
+    non_embedding: int  # blocks and final norm
+    matmul: int  # weights used in a matmul per token: blocks plus the output projection
+
+
+def count_params(model: ModelConfig, vocab_size: int) -> ParamCount:
+    d, L = model.d_model, model.n_layers
+    head_dim = d // model.n_heads
+    kv_dim = (model.n_kv_heads or model.n_heads) * head_dim
+    attention = d * d + 2 * d * kv_dim + d * d  # wq, wk, wv, wo
+    mlp = 3 * d * model.ffn_dim  # SwiGLU: gate, up, down
+    norms = 2 * d
+    non_embedding = L * (attention + mlp + norms) + d  # + final norm
+    embedding = vocab_size * d
+    output = 0 if model.tie_embeddings else vocab_size * d
+    return ParamCount(
+        total=non_embedding + embedding + output,
+        embedding=embedding,
+        output=output,
+        non_embedding=non_embedding,
+        matmul=non_embedding + vocab_size * d,
+    )
+
+
+def flops_per_token(model: ModelConfig, params: ParamCount, seq_len: int) -> int:
+    """Training FLOPs per token: forward + backward, with PaLM's attention term."""
+    return 6 * params.matmul + 12 * model.n_layers * model.d_model * seq_len
+
+
+@dataclass
+class Memory:
+    """Bytes per device."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float  # without activation checkpointing
+    activations_checkpointed: float  # block inputs kept, one block recomputed at a time
+    activation_checkpointing: bool
+
+    @property
+    def total(self) -> float:
+        acts = self.activations_checkpointed if self.activation_checkpointing else self.activations
+        return self.weights + self.gradients + self.optimizer + acts
+
+
+@dataclass
+class Plan:
+    model: str
+    stage: str
+    vocab_size: int
+    params_total: int
+    params_non_embedding: int
+    params_embedding: int
+    flops_per_token: int
+    flops_per_token_6n: int
+    seq_len: int
+    micro_batch_size: int
+    global_batch_size: int
+    grad_accumulation: int
+    world_size: int
+    tokens_per_step: int
+    steps: int
+    tokens: int
+    budget_source: str
+    total_flops: float
+    precision: str
+    strategy: str
+    memory: Memory
+    accelerator: str
+    mfu: float
+    estimated_seconds: float
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def tokens_per_param(self) -> float:
+        return self.tokens / self.params_total
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["memory"]["total"] = self.memory.total
+        out["tokens_per_param"] = self.tokens_per_param
+        out["estimated_accelerator_hours"] = self.estimated_seconds * self.world_size / 3600
+        return out
+
+
+def vocab_size_of(cfg: Config) -> int:
+    return cfg.model.vocab_size or cfg.tokenizer.vocab_size
+
+
+def seq_len_of(cfg: Config) -> int:
+    return cfg.trainer.seq_len or cfg.model.max_seq_len
+
+
+def derive(cfg: Config) -> Plan:
+    m, t, p = cfg.model, cfg.trainer, cfg.plan
+    vocab = vocab_size_of(cfg)
+    seq = seq_len_of(cfg)
+    params = count_params(m, vocab)
+    world = t.devices * t.num_nodes
+    accumulation = t.global_batch_size // (t.micro_batch_size * world)
+    tokens_per_step = t.global_batch_size * seq
+
+    limits = []  # (steps, source); the first limit reached ends the run
+    if t.max_steps is not None:
+        limits.append((t.max_steps, f"trainer.max_steps={t.max_steps:,}"))
+    if t.max_tokens is not None:
+        limits.append((math.ceil(t.max_tokens / tokens_per_step), f"trainer.max_tokens={t.max_tokens:,}"))
+    if limits:
+        steps, source = min(limits)
+    elif p.name == "chinchilla":
+        target = p.tokens_per_param * params.total
+        steps = math.ceil(target / tokens_per_step)
+        source = f"plan=chinchilla: {p.tokens_per_param:g} tokens/param x {params.total:,} params"
+    else:  # validation guarantees a budget for every other plan
+        raise ConfigError("plan.name", p.name, "needs trainer.max_steps or trainer.max_tokens")
+    steps = max(steps, 1)
+    tokens = steps * tokens_per_step
+
+    fpt = flops_per_token(m, params, seq)
+    total_flops = float(fpt) * tokens
+    accelerator = ACCELERATORS[p.accelerator]
+    seconds = total_flops / (world * accelerator.peak_bf16_flops * p.mfu)
+
+    warnings = []
+    if cfg.optimizer.warmup_steps >= steps:
+        warnings.append(
+            f"optimizer.warmup_steps={cfg.optimizer.warmup_steps} >= {steps} steps: "
+            "the learning rate never reaches its peak"
+        )
+    return Plan(
+        model=m.name,
+        stage=cfg.stage.name,
+        vocab_size=vocab,
+        params_total=params.total,
+        params_non_embedding=params.non_embedding,
+        params_embedding=params.embedding,
+        flops_per_token=fpt,
+        flops_per_token_6n=6 * params.total,
+        seq_len=seq,
+        micro_batch_size=t.micro_batch_size,
+        global_batch_size=t.global_batch_size,
+        grad_accumulation=accumulation,
+        world_size=world,
+        tokens_per_step=tokens_per_step,
+        steps=steps,
+        tokens=tokens,
+        budget_source=source,
+        total_flops=total_flops,
+        precision=cfg.parallelism.precision,
+        strategy=cfg.parallelism.strategy,
+        memory=estimate_memory(cfg, params, seq),
+        accelerator=accelerator.name,
+        mfu=p.mfu,
+        estimated_seconds=seconds,
+        warnings=warnings,
+    )
+
+
+def estimate_memory(cfg: Config, params: ParamCount, seq_len: int) -> Memory:
+    """Per-device bytes for a full replica (single, ddp)."""
+    m, precision = cfg.model, cfg.parallelism.precision
+    true_half = precision == "bf16-true"
+    weight_bytes = 2 if true_half else 4  # mixed precision keeps fp32 master weights
+    act_bytes = 4 if precision == "32" else 2
+    n = params.total
+    kv_dim = (m.n_kv_heads or m.n_heads) * (m.d_model // m.n_heads)
+    tokens = cfg.trainer.micro_batch_size * seq_len
+    # Saved for backward per token and layer (elements): attention x, norm(x), q, k, v, out;
+    # MLP x, norm(x), gate, up, silu(gate), gate*up. The residual stream stays fp32.
+    per_layer = (4 * m.d_model + 2 * kv_dim + 4 * m.ffn_dim) * act_bytes + 2 * m.d_model * 4
+    vocab = vocab_size_of(cfg)
+    head = (m.d_model * act_bytes + vocab * (act_bytes + 4)) * tokens  # final norm, logits, log-softmax
+    full = per_layer * m.n_layers * tokens + head
+    checkpointed = m.d_model * 4 * m.n_layers * tokens + per_layer * tokens + head
+    return Memory(
+        weights=n * weight_bytes,
+        gradients=n * weight_bytes,
+        optimizer=n * 2 * weight_bytes,
+        activations=full,
+        activations_checkpointed=checkpointed,
+        activation_checkpointing=cfg.parallelism.activation_checkpointing,
+    )
+
+
+def _si(x: float, unit: str = "") -> str:
+    for scale, suffix in ((1e24, "Y"), (1e21, "Z"), (1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.2f} {suffix}{unit}"
+    return f"{x:.0f} {unit}".rstrip()
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
+    """The plan for people: what `dry_run=true` prints and every run logs at its start."""
+    mem = plan.memory
+    ckpt = "on" if mem.activation_checkpointing else "off"
+    lines = [
+        f"plan: stage={plan.stage} model={plan.model} vocab={plan.vocab_size:,}",
+        f"  parameters      {plan.params_total:>20,}  ({_si(plan.params_total)})",
+        f"    non-embedding {plan.params_non_embedding:>20,}",
+        f"    embedding     {plan.params_embedding:>20,}",
+        f"  FLOPs/token     {plan.flops_per_token:>20,}  (6N = {plan.flops_per_token_6n:,}; + attention at seq {plan.seq_len})",
+        f"  batch           {plan.global_batch_size} seqs x {plan.seq_len} = {plan.tokens_per_step:,} tokens/step"
+        f"  (micro {plan.micro_batch_size} x {plan.world_size} devices x {plan.grad_accumulation} accumulation)",
+        f"  steps           {plan.steps:>20,}",
+        f"  tokens          {plan.tokens:>20,}  ({plan.tokens_per_param:.1f} tokens/param; budget from {plan.budget_source})",
+        f"  total FLOPs     {plan.total_flops:>20.3e}",
+        f"  memory/device   {mem.total / GiB:>17.2f} GiB  ({plan.strategy}, precision {plan.precision}, activation checkpointing {ckpt})",
+        f"    weights       {mem.weights / GiB:>17.2f} GiB",
+        f"    gradients     {mem.gradients / GiB:>17.2f} GiB",
+        f"    optimizer     {mem.optimizer / GiB:>17.2f} GiB  (AdamW, 2 fp32 moments)",
+        f"    activations   {mem.activations / GiB:>17.2f} GiB  without checkpointing, "
+        f"{mem.activations_checkpointed / GiB:.2f} GiB with",
+        f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at {plan.mfu:.0%} MFU"
+        f"  ({plan.estimated_seconds * plan.world_size / 3600:,.0f} {plan.accelerator}-hours)",
+    ]
+    lines += [f"  warning: {w}" for w in plan.warnings]
+    return "\n".join(lines)

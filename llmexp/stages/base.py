@@ -1,0 +1,130 @@
+"""What every stage shares: the model, optimizer and schedule, logging, RNG in checkpoints."""
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Optional
+
+import lightning as L
+import numpy as np
+import torch
+
+from llmexp.config.schema import Config
+from llmexp.models import Llama, LlamaShape
+from llmexp.optim import build_optimizer, lr_multiplier
+from llmexp.parallel.apply import apply_parallelism
+from llmexp.plan import Plan
+
+
+def model_shape(cfg: Config, vocab_size: int) -> LlamaShape:
+    m = cfg.model
+    return LlamaShape(
+        vocab_size=vocab_size, n_layers=m.n_layers, d_model=m.d_model, n_heads=m.n_heads,
+        n_kv_heads=m.n_kv_heads or m.n_heads, ffn_dim=m.ffn_dim, max_seq_len=m.max_seq_len,
+        rope_theta=m.rope_theta, norm_eps=m.norm_eps, tie_embeddings=m.tie_embeddings, init_std=m.init_std,
+    )
+
+
+class StageModule(L.LightningModule):
+    """Subclasses implement `loss(batch) -> (loss, n_tokens)` for their batch format."""
+
+    def __init__(self, cfg: Config, plan: Plan, flat_config: dict[str, Any], checkpoint_meta: dict[str, Any]):
+        super().__init__()
+        self.cfg, self.plan = cfg, plan
+        self.shape = model_shape(cfg, plan.vocab_size)
+        self.checkpoint_meta = checkpoint_meta  # config, command, commit, data fingerprint
+        self.save_hyperparameters(flat_config)  # loggers (W&B) see the config as flat dotted keys
+        self.model: Optional[Llama] = None
+        self._last_step_time: Optional[float] = None
+        self._tokens_since: int = 0
+        self.last_val_step: Optional[int] = None
+
+    def configure_model(self) -> None:
+        # Built here, not in __init__, so strategies can shard it as it is created.
+        if self.model is None:
+            self.model = apply_parallelism(Llama(self.shape), self.cfg.parallelism)
+
+    def forward(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.model(tokens, **kwargs)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss, n_tokens = self.loss(batch)
+        self._tokens_since += n_tokens * self.trainer.world_size
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.trainer.accumulate_grad_batches:
+            return
+        now = time.perf_counter()
+        if self._last_step_time is not None and self.global_step % self.cfg.trainer.log_every == 0:
+            tokens_per_s = self._tokens_since / (now - self._last_step_time)
+            self.log("throughput/tokens_per_s", tokens_per_s, prog_bar=True, on_step=True, on_epoch=False)
+            self.log("tokens", float(self.global_step * self.plan.tokens_per_step), on_step=True, on_epoch=False)
+        if self._last_step_time is None or self.global_step % self.cfg.trainer.log_every == 0:
+            self._last_step_time, self._tokens_since = now, 0
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        loss, _ = self.loss(batch)
+        self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.last_val_step = self.global_step
+
+    def configure_optimizers(self):
+        # fp16's grad scaler needs unscaled gradients to clip: no fused kernel there.
+        fusable = self.cfg.parallelism.precision != "16-mixed"
+        optimizer = build_optimizer(self.model, self.cfg.optimizer, self.device.type if fusable else "none")
+        total = self.plan.steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_multiplier(step, total, self.cfg.optimizer)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # Lightning's AMP plugin refuses to clip for fused optimizers because of fp16's grad
+        # scaler; bf16 and fp32 have no scaler, so clip here (and log the norm) for those.
+        if self.cfg.parallelism.precision == "16-mixed":
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        max_norm = self.cfg.optimizer.grad_clip or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if self.global_step % self.cfg.trainer.log_every == 0:
+            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.global_step % self.cfg.trainer.log_every == 0:
+            self.log("lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=False)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["llmexp"] = self.checkpoint_meta
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": _numpy_state_to_plain(np.random.get_state()),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng")
+        if not rng:
+            return
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(_numpy_state_from_plain(rng["numpy"]))
+        random.setstate(_to_tuples(rng["python"]))
+
+
+def _numpy_state_to_plain(state: tuple) -> list:
+    # Plain lists, so checkpoints load with torch.load(weights_only=True).
+    name, keys, pos, has_gauss, cached = state
+    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
+
+
+def _numpy_state_from_plain(state: list) -> tuple:
+    name, keys, pos, has_gauss, cached = state
+    return (name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+
+
+def _to_tuples(value: Any) -> Any:
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value

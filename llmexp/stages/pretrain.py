@@ -1,0 +1,16 @@
+"""Pretraining: next-token prediction over packed windows of documents."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from llmexp.stages.base import StageModule
+
+
+class PretrainModule(StageModule):
+    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """`batch` is (B, T+1) token ids: inputs are the first T, targets the last T."""
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        logits = self(inputs)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        return loss, targets.numel()
