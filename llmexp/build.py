@@ -12,11 +12,9 @@ from lightning.pytorch.loggers import CSVLogger
 
 from llmexp.callbacks import AtomicCheckpointIO, LossPlot
 from llmexp.config.schema import Config
-from llmexp.data.datamodule import TokenDataModule
-from llmexp.data.prepare import PreparedData
 from llmexp.parallel.strategy import lightning_strategy, resolve_accelerator
 from llmexp.plan import Plan
-from llmexp.stages import STAGE_MODULES
+from llmexp.stages import STAGES
 
 
 def wandb_online() -> bool:
@@ -60,17 +58,15 @@ def _wandb_run_id(run_dir: Path) -> str:
 
 
 def build(
-    cfg: Config, plan: Plan, data: PreparedData, run_dir: Path, checkpoint_meta: dict[str, Any],
+    cfg: Config, plan: Plan, data: Any, run_dir: Path, checkpoint_meta: dict[str, Any],
     flat_config: dict[str, Any],
-) -> tuple[L.LightningModule, TokenDataModule, L.Trainer]:
+) -> tuple[L.LightningModule, L.LightningDataModule, L.Trainer]:
+    """`data` is what the stage's `prepare` returned."""
     t = cfg.trainer
     accelerator = resolve_accelerator(t.accelerator)
-    module = STAGE_MODULES[cfg.stage.name](cfg, plan, flat_config, checkpoint_meta)
-    datamodule = TokenDataModule(
-        data, seq_len=plan.seq_len, micro_batch_size=t.micro_batch_size,
-        total_micro_batches=plan.steps * plan.grad_accumulation, val_batches=t.val_batches,
-        seed=t.seed, num_workers=t.num_workers,
-    )
+    stage = STAGES[cfg.stage.name]
+    module = stage.module(cfg, plan, flat_config, checkpoint_meta)
+    datamodule = stage.datamodule(cfg, plan, data)
     checkpoints = run_dir / "checkpoints"
     callbacks = [
         # last.ckpt every checkpoint_every steps: what a rerun or resume= continues from.
@@ -79,7 +75,7 @@ def build(
         # best.ckpt whenever validation improves.
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min",
                         save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
-        LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", data.val_unigram_entropy),
+        LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", getattr(data, "val_unigram_entropy", None)),
         TQDMProgressBar(refresh_rate=max(1, plan.grad_accumulation)),
     ]
     trainer = L.Trainer(

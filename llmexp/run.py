@@ -156,21 +156,18 @@ def run(cfg: Config, plan: Plan, argv: list[str]) -> dict[str, Any]:
     import lightning as L
 
     from llmexp.build import build, quiet_lightning_warnings
-    from llmexp.data.prepare import prepare_data
+    from llmexp.stages import STAGES
 
     quiet_lightning_warnings()
     started = time.perf_counter()
-    data = prepare_data(cfg)
+    data = STAGES[cfg.stage.name].prepare(cfg)
     if data.tokenizer.n_vocab > plan.vocab_size:
         raise ConfigError("model.vocab_size", plan.vocab_size, f"tokenizer has {data.tokenizer.n_vocab} tokens")
     data.tokenizer.save(run_dir / "tokenizer")
-    baseline = data.val_unigram_entropy
-    meta.update(data_fingerprint=data.fingerprint, tokenizer=data.tokenizer.name,
-                train_tokens=int(len(data.train)), val_tokens=int(len(data.val)), val_unigram_entropy=baseline)
+    baseline = getattr(data, "val_unigram_entropy", None)
+    meta.update(data_fingerprint=data.fingerprint, tokenizer=data.tokenizer.name, val_unigram_entropy=baseline)
     atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
-    print(f"data: {data.n_train_docs} train / {data.n_val_docs} validation documents, "
-          f"{len(data.train):,} / {len(data.val):,} tokens (fingerprint {data.fingerprint}); "
-          f"unigram entropy of the validation text: {baseline:.3f} nats/token", flush=True)
+    print(data.describe(), flush=True)
 
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     checkpoint_meta = {"config": config_dict(cfg), **meta}
@@ -184,6 +181,7 @@ def run(cfg: Config, plan: Plan, argv: list[str]) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     if module.last_val_step != trainer.global_step:
         _validate(trainer, module, datamodule)
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, whatever the interval
     summary = _summary(cfg, plan, run_dir, trainer, module, baseline, initial_val, time.perf_counter() - started)
     if trainer.is_global_zero:
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
@@ -221,10 +219,11 @@ def _summary(cfg, plan, run_dir, trainer, module, baseline, initial_val, seconds
 
 
 def _print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
+    baseline = summary["val_unigram_entropy"]
     print(
         f"\nvalidation loss {summary['initial_val_loss']:.3f} -> {summary['val_loss']:.3f} nats/token "
-        f"(unigram entropy of the validation text: {summary['val_unigram_entropy']:.3f}) "
-        f"after {summary['steps']} steps, {summary['tokens']:,} tokens, {summary['wall_seconds']:.0f} s\n"
+        + (f"(unigram entropy of the validation text: {baseline:.3f}) " if baseline is not None else "")
+        + f"after {summary['steps']} steps, {summary['tokens']:,} tokens, {summary['wall_seconds']:.0f} s\n"
         f"  run folder   {run_dir}\n"
         f"  checkpoints  {run_dir / 'checkpoints' / 'last.ckpt'} (last), {run_dir / 'checkpoints' / 'best.ckpt'} (best)\n"
         f"  metrics      {run_dir / 'metrics.csv'}\n"

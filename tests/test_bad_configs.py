@@ -46,6 +46,7 @@ BAD = [
     (["data.val_fraction=0.9"], "data.val_fraction=0.9", "(0, 0.5)"),
     (["logger=mlflow"], "logger='mlflow'", "allowed: csv"),
     (["stage=rlhf"], "stage='rlhf'", "allowed: pretrain"),
+    (["init_from=/tmp"], "init_from='/tmp'", "checkpoints/last.ckpt"),
     (["plan=explicit", "trainer.max_tokens=null"], "trainer.max_steps=None", "needs a budget"),
     (["plan.mfu=1.5"], "plan.mfu=1.5", "(0, 1]"),
     (["plan.accelerator=tpu-v9"], "plan.accelerator='tpu-v9'", "allowed: a100"),

@@ -95,3 +95,13 @@ def test_preflight_stops_a_run_that_cannot_fit_before_allocating(tmp_path):
     line = result.stderr.strip()
     assert "needs" in line and "GiB per device" in line and "available" in line and "activation_checkpointing" in line
     assert len(line.splitlines()) == 1
+
+
+def test_init_from_starts_where_the_source_run_ended(tmp_path):
+    source, follow = tmp_path / "source", tmp_path / "follow"
+    assert run_cli(*FAST_TRAINING, "trainer.max_steps=12", "trainer.val_every=6", f"run_dir={source}").returncode == 0
+    result = run_cli(*FAST_TRAINING, "trainer.max_steps=2", f"init_from={source}", f"run_dir={follow}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    ended = json.loads((source / "summary.json").read_text())["val_loss"]
+    started = json.loads((follow / "summary.json").read_text())["initial_val_loss"]
+    assert started == pytest.approx(ended, abs=1e-4)

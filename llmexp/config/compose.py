@@ -23,9 +23,12 @@ def register_schema() -> None:
     """Give Hydra the typed schema, so composition knows every key and its type."""
     from hydra.core.config_store import ConfigStore
 
-    from llmexp.config.schema import Config
+    from llmexp.config.schema import STAGE_SCHEMAS, Config
 
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+    store = ConfigStore.instance()
+    store.store(name=SCHEMA_NAME, node=Config)
+    for name, schema in STAGE_SCHEMAS.items():
+        store.store(group="schema/stage", name=name, node=schema)
 
 
 def conf_dir() -> Path:

@@ -7,14 +7,13 @@ from typing import Iterable
 
 from llmexp.accelerators import ACCELERATORS
 from llmexp.config.errors import ConfigError
-from llmexp.config.schema import Config
+from llmexp.config.schema import STAGE_SCHEMAS, Config
 
 TIKTOKEN_VOCAB = {"gpt2": 50257, "cl100k_base": 100277, "o200k_base": 200019}
 STRATEGIES = ("auto", "single", "ddp")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed", "bf16-true")
 SCHEDULES = ("cosine", "linear", "constant", "wsd")
 SOURCE_KINDS = ("embedded", "text", "jsonl")
-STAGES = ("pretrain",)
 LOGGERS = ("csv", "wandb", "tensorboard")
 PLANS = ("chinchilla", "explicit")
 DRY_RUN = (False, True, "json")
@@ -52,12 +51,20 @@ def check_rules(cfg: Config) -> None:
     _check_data(cfg)
     _check_optimizer(cfg)
     _check_parallelism(cfg)
-    _one_of("stage.name", cfg.stage.name, STAGES)
+    _one_of("stage.name", cfg.stage.name, STAGE_SCHEMAS)
     _check_trainer(cfg)
     _one_of("logger.name", cfg.logger.name, LOGGERS)
     _check_plan(cfg)
+    if cfg.init_from is not None:
+        _require(_is_checkpoint(cfg.init_from), "init_from", cfg.init_from,
+                 "needs a .ckpt file or an llmexp run folder with checkpoints/last.ckpt")
     if cfg.resume is not None:
         _require(os.path.exists(os.path.expanduser(cfg.resume)), "resume", cfg.resume, "no such checkpoint or run folder")
+
+
+def _is_checkpoint(path: str) -> bool:
+    path = os.path.expanduser(path)
+    return os.path.isfile(path) or os.path.isfile(os.path.join(path, "checkpoints", "last.ckpt"))
 
 
 def _check_model(cfg: Config) -> None:

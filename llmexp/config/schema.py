@@ -89,7 +89,18 @@ class ParallelismConfig:
 
 @dataclass
 class StageConfig:
+    """Keys every stage has. Each stage extends it with its own dataclass, registered in
+    STAGE_SCHEMAS; its conf/stage/<name>.yaml starts from `/schema/stage@_here_: <name>`."""
+
+    name: str = MISSING
+
+
+@dataclass
+class PretrainStageConfig(StageConfig):
     name: str = "pretrain"
+
+
+STAGE_SCHEMAS: dict[str, type] = {"pretrain": PretrainStageConfig}
 
 
 @dataclass
@@ -138,7 +149,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     parallelism: ParallelismConfig = field(default_factory=ParallelismConfig)
-    stage: StageConfig = field(default_factory=StageConfig)
+    stage: Any = MISSING  # a StageConfig subclass, chosen by the stage group (STAGE_SCHEMAS)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
@@ -146,4 +157,5 @@ class Config:
     out_dir: str = "runs"  # runs go to <out_dir>/<name>-<config hash> unless run_dir is set
     run_dir: Optional[str] = None
     resume: Optional[str] = None  # a checkpoint or run folder; a run folder resumes by itself
+    init_from: Optional[str] = None  # weights to start from: an llmexp checkpoint or run folder
     dry_run: Any = False  # false | true | json

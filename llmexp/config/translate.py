@@ -6,7 +6,7 @@ import re
 import typing
 from typing import Sequence
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from llmexp.config.errors import ConfigError
@@ -24,6 +24,8 @@ def reject_unknown_keys(node: object, schema: type, prefix: str = "") -> None:
             allowed = ", ".join(sorted(fields))
             raise ConfigError(full, node._get_node(key)._value(), f"unknown key; allowed: {allowed}")
         child, hint = node._get_node(key), hints[key]
+        if hint is typing.Any and isinstance(child, DictConfig):
+            hint = OmegaConf.get_type(child)  # typed by its group's own schema (stage)
         if isinstance(child, DictConfig):
             reject_unknown_keys(child, hint, full + ".")
         elif isinstance(child, ListConfig):

@@ -65,3 +65,13 @@ class TokenDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.resume_samples = int(state["consumed_samples"])
+
+
+def token_datamodule(cfg, plan, data: PreparedData) -> TokenDataModule:
+    """The pretraining stage's data: packed token windows of the prepared mix."""
+    t = cfg.trainer
+    return TokenDataModule(
+        data, seq_len=plan.seq_len, micro_batch_size=t.micro_batch_size,
+        total_micro_batches=plan.steps * plan.grad_accumulation, val_batches=t.val_batches,
+        seed=t.seed, num_workers=t.num_workers,
+    )

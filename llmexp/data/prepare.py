@@ -29,6 +29,13 @@ class PreparedData:
     def val_unigram_entropy(self) -> float:
         return unigram_entropy(self.val)
 
+    def describe(self) -> str:
+        return (
+            f"data: {self.n_train_docs} train / {self.n_val_docs} validation documents, "
+            f"{len(self.train):,} / {len(self.val):,} tokens (fingerprint {self.fingerprint}); "
+            f"unigram entropy of the validation text: {self.val_unigram_entropy:.3f} nats/token"
+        )
+
 
 def prepare_data(cfg: Config) -> PreparedData:
     docs: List[str] = [doc for source in cfg.data.sources for doc in source_documents(source)]

@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from llmexp.checkpoints import load_model_weights
 from llmexp.config.schema import Config
 from llmexp.models import Llama, LlamaShape
 from llmexp.optim import build_optimizer, lr_multiplier
@@ -42,7 +43,10 @@ class StageModule(L.LightningModule):
     def configure_model(self) -> None:
         # Built here, not in __init__, so strategies can shard it as it is created.
         if self.model is None:
-            self.model = apply_parallelism(Llama(self.shape), self.cfg.parallelism)
+            model = Llama(self.shape)
+            if self.cfg.init_from:  # a resumed run overwrites these with its own checkpoint
+                load_model_weights(model, self.cfg.init_from)
+            self.model = apply_parallelism(model, self.cfg.parallelism)
 
     def forward(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.model(tokens, **kwargs)

@@ -1,0 +1,30 @@
+"""Reading llmexp checkpoints without unpickling code: weights and the config they carry."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A .ckpt file, or a run folder (its checkpoints/last.ckpt)."""
+    path = Path(path).expanduser()
+    return path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    # weights_only: tensors and plain containers only, never arbitrary pickled objects.
+    return torch.load(checkpoint_path(path), map_location="cpu", weights_only=True)
+
+
+def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The network's weights out of a Lightning checkpoint (the module holds it as `model`)."""
+    prefix = "model."
+    return {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+
+
+def load_model_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Start `model` from the weights of an llmexp checkpoint or run folder (init_from=)."""
+    state = model_state_dict(load_checkpoint(path))
+    model.load_state_dict(state, strict=True)
