@@ -9,7 +9,16 @@ import json
 import sys
 from typing import Optional, Sequence
 
+# `llmexp <subcommand> ...`: tools beside the run itself; each module has `main(argv)`.
+SUBCOMMANDS = {
+    "prepare": ("llmexp.data.cli", "tokenize a data mix into cached shards once, for many runs"),
+    "export": ("llmexp.interop.cli", "write a run's checkpoint as a Hugging Face transformers folder"),
+    "sweep": ("llmexp.sweep.cli", "run a W&B sweep file offline on W&B's own sweep engine"),
+    "scaling": ("llmexp.scaling.cli", "plan, run and fit scaling-law studies"),
+}
+
 USAGE = """usage: python -m llmexp [--config-dir DIR] [--cfg] [-m] [key=value ...]
+       python -m llmexp {prepare,export,sweep,scaling} ...   (each has --help)
 
 Compose conf/ with Hydra overrides, validate, plan, and train (or print the plan).
 
@@ -48,6 +57,11 @@ def _fail(message: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        importlib.import_module(SUBCOMMANDS[argv[0]][0]).main(argv[1:])
+        return
     args = _parse(argv)
     if args.help:
         print(USAGE)

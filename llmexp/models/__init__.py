@@ -1,4 +1,4 @@
 """Networks as plain PyTorch modules: no training, no parallelism in here."""
-from llmexp.models.llama import Llama, LlamaShape
+from llmexp.models.llama import KVCache, Llama, LlamaShape
 
-__all__ = ["Llama", "LlamaShape"]
+__all__ = ["KVCache", "Llama", "LlamaShape"]

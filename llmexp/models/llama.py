@@ -15,6 +15,21 @@ import torch.nn.functional as F
 from torch import nn
 
 
+@dataclass
+class KVCache:
+    """Keys and values of every layer for incremental decoding: (layers, batch, kv_heads,
+    capacity, head_dim). `length` positions are filled."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    length: int = 0
+
+    @classmethod
+    def empty(cls, shape: "LlamaShape", batch: int, capacity: int, device=None, dtype=torch.float32) -> "KVCache":
+        size = (shape.n_layers, batch, shape.n_kv_heads, capacity, shape.head_dim)
+        return cls(torch.zeros(size, device=device, dtype=dtype), torch.zeros(size, device=device, dtype=dtype))
+
+
 @dataclass(frozen=True)
 class LlamaShape:
     vocab_size: int
@@ -69,13 +84,19 @@ class Attention(nn.Module):
         self.wo = nn.Linear(shape.n_heads * shape.head_dim, shape.d_model, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Optional[torch.Tensor] = None
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Optional[torch.Tensor] = None,
+        cache: Optional[tuple[torch.Tensor, torch.Tensor, int]] = None,
     ) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.wq(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.wk(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:  # append to this layer's cache, attend over everything so far
+            cache_k, cache_v, start = cache
+            cache_k[:, :, start : start + t] = k
+            cache_v[:, :, start : start + t] = v
+            k, v = cache_k[:, :, : start + t], cache_v[:, :, : start + t]
         gqa = self.n_kv_heads != self.n_heads
         if mask is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
@@ -103,8 +124,8 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(shape.d_model, shape.norm_eps)
         self.feed_forward = FeedForward(shape)
 
-    def forward(self, x, cos, sin, mask=None):
-        x = x + self.attention(self.attention_norm(x), cos, sin, mask)
+    def forward(self, x, cos, sin, mask=None, cache=None):
+        x = x + self.attention(self.attention_norm(x), cos, sin, mask, cache)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -140,15 +161,35 @@ class Llama(nn.Module):
         tokens: torch.Tensor,
         positions: Optional[torch.Tensor] = None,
         mask: Optional[torch.Tensor] = None,
+        cache: Optional[KVCache] = None,
     ) -> torch.Tensor:
         """Logits for `tokens` (batch, seq). `positions` (batch, seq) restarts RoPE per packed
-        document; `mask` (batch, 1, seq, seq) bool restricts attention; both optional."""
+        document; `mask` (batch, 1, seq, keys) bool restricts attention (keys = seq, or the
+        cache's length + seq); with `cache`, keys and values are appended to it."""
+        return self.output(self.hidden_states(tokens, positions, mask, cache))
+
+    def hidden_states(
+        self,
+        tokens: torch.Tensor,
+        positions: Optional[torch.Tensor] = None,
+        mask: Optional[torch.Tensor] = None,
+        cache: Optional[KVCache] = None,
+    ) -> torch.Tensor:
+        """The final normalised hidden states (batch, seq, d_model), before the output
+        projection: what value and reward heads read."""
         t = tokens.shape[1]
+        start = cache.length if cache is not None else 0
         if positions is None:
-            cos, sin = self.rope_cos[:t], self.rope_sin[:t]
+            cos, sin = self.rope_cos[start : start + t], self.rope_sin[start : start + t]
         else:
             cos, sin = self.rope_cos[positions].unsqueeze(1), self.rope_sin[positions].unsqueeze(1)
+        if cache is not None and mask is None and start > 0:
+            # Tokens after a filled cache: causal among themselves, full view of the past.
+            mask = torch.ones(t, start + t, dtype=torch.bool, device=tokens.device).tril(start)
         x = self.tok_embeddings(tokens)
-        for layer in self.layers:
-            x = layer(x, cos, sin, mask)
-        return self.output(self.norm(x))
+        for i, layer in enumerate(self.layers):
+            layer_cache = (cache.k[i], cache.v[i], start) if cache is not None else None
+            x = layer(x, cos, sin, mask, layer_cache)
+        if cache is not None:
+            cache.length = start + t
+        return self.norm(x)
