@@ -1,18 +1,30 @@
-"""Documents from each configured source, in a deterministic order."""
+"""Documents from each configured source, streamed in a deterministic order.
+
+Every kind yields one string per document without holding the source in memory: text files
+one at a time, JSONL line by line, Parquet by record batches, Hugging Face datasets through
+their Arrow (memory-mapped) or streaming iterators. A source's *fingerprint* identifies its
+input cheaply (file names, sizes and modification times; a hub name and revision), so a
+prepared cache is found again without reading the data.
+"""
 from __future__ import annotations
 
 import glob
 import hashlib
 import json
 import os
+import string
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Callable, Iterator, List, Mapping
 
 from llmexp.config.schema import SourceConfig
 
 
 class DataError(ValueError):
     """Bad data input: names the source and what is wrong with it."""
+
+
+def source_name(source: SourceConfig) -> str:
+    return source.name or source.kind
 
 
 def embedded_documents() -> List[str]:
@@ -23,13 +35,21 @@ def embedded_documents() -> List[str]:
     return [topics[name] for name in sorted(topics)]
 
 
-def _files(pattern: str) -> List[Path]:
+def find_files(pattern: str, suffix: str = "") -> List[Path]:
+    """A file, every file below a folder (ending in `suffix`, hidden ones skipped), or a glob."""
     path = Path(os.path.expanduser(pattern))
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file())
+        return sorted(p for p in path.rglob(f"*{suffix}") if p.is_file() and not p.name.startswith("."))
     if path.is_file():
         return [path]
     return sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(p))
+
+
+def _source_files(source: SourceConfig) -> List[Path]:
+    files = find_files(source.path)
+    if not files:
+        raise DataError(f"data source {source_name(source)!r}: no files match {source.path!r}")
+    return files
 
 
 def _read_text(path: Path) -> str:
@@ -39,34 +59,153 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
 
 
-def _jsonl_documents(path: Path, field: str) -> Iterator[str]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+def record_text(source: SourceConfig, where: str) -> Callable[[Mapping[str, Any]], str]:
+    """record -> document text: the text field, or the template filled from several fields."""
+    if source.template is not None:
+        fields = [f for _, f, _, _ in string.Formatter().parse(source.template) if f]
+
+        def fill(record: Mapping[str, Any]) -> str:
+            missing = [f for f in fields if f not in record]
+            if missing:
+                raise DataError(f"{where}: no field {missing[0]!r} for the template (fields: {', '.join(sorted(record))})")
+            return source.template.format_map({f: "" if record[f] is None else record[f] for f in fields})
+
+        return fill
+    field = source.text_field
+
+    def get(record: Mapping[str, Any]) -> str:
+        if field not in record:
+            raise DataError(f"{where}: no field {field!r} (fields: {', '.join(sorted(record))})")
+        value = record[field]
+        return "" if value is None else str(value)
+
+    return get
+
+
+def jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
+    """(`file:line`, record) for each non-blank line of a JSON Lines file; bad bytes, bad JSON
+    and non-object lines are DataErrors naming the line."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{where}: not UTF-8 (byte {err.start}: {err.reason})") from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg})") from None
-            if field not in record:
-                raise DataError(f"{path}:{lineno}: no field {field!r} (fields: {', '.join(sorted(record))})")
-            yield str(record[field])
+                raise DataError(f"{where}: invalid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            yield where, record
+
+
+def _jsonl_documents(path: Path, source: SourceConfig) -> Iterator[str]:
+    for where, record in jsonl_records(path):
+        yield record_text(source, where)(record)
+
+
+def _parquet_documents(path: Path, source: SourceConfig) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises several types for a file that is not Parquet
+        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+    columns = pf.schema_arrow.names
+    wanted = [f for _, f, _, _ in string.Formatter().parse(source.template) if f] if source.template else [source.text_field]
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise DataError(f"{path}: no column {missing[0]!r} (columns: {', '.join(columns)})")
+    to_text = record_text(source, str(path))
+    for batch in pf.iter_batches(batch_size=1024, columns=sorted(set(wanted))):
+        if source.template is None:
+            yield from ("" if t is None else t for t in batch.column(0).to_pylist())
+        else:
+            yield from (to_text(r) for r in batch.to_pylist())
+
+
+def _hf_dataset(source: SourceConfig):
+    """A `datasets` Dataset (or IterableDataset): a save_to_disk folder, local data files with a
+    builder (json, parquet, csv, text), or a hub dataset by name/subset/split (needs network)."""
+    import datasets
+
+    name = source_name(source)
+    try:
+        if source.path and source.dataset is None:
+            loaded = datasets.load_from_disk(os.path.expanduser(source.path))
+            if isinstance(loaded, datasets.DatasetDict):
+                if source.split not in loaded:
+                    raise DataError(f"data source {name!r}: no split {source.split!r} (splits: {', '.join(loaded)})")
+                loaded = loaded[source.split]
+            return loaded
+        data_files = [str(p) for p in _source_files(source)] if source.path else None
+        return datasets.load_dataset(
+            source.dataset, source.subset, split=source.split, revision=source.revision,
+            data_files=data_files, streaming=source.streaming,
+        )
+    except DataError:
+        raise
+    except Exception as err:  # hub/network/format errors: one line naming the source
+        raise DataError(f"data source {name!r}: cannot load {source.dataset or source.path!r} ({type(err).__name__}: {err})") from None
+
+
+def _hf_documents(source: SourceConfig) -> Iterator[str]:
+    dataset = _hf_dataset(source)
+    columns = dataset.column_names or []
+    wanted = [f for _, f, _, _ in string.Formatter().parse(source.template) if f] if source.template else [source.text_field]
+    missing = [c for c in wanted if columns and c not in columns]
+    if missing:
+        raise DataError(f"data source {source_name(source)!r}: no field {missing[0]!r} (fields: {', '.join(columns)})")
+    to_text = record_text(source, f"data source {source_name(source)!r}")
+    if hasattr(dataset, "iter") and not source.streaming:
+        for batch in dataset.select_columns(wanted).iter(batch_size=1024):
+            rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+            yield from (to_text(r) for r in rows)
+    else:
+        yield from (to_text(r) for r in dataset)
+
+
+def iter_documents(source: SourceConfig) -> Iterator[str]:
+    """Every document of `source`, in a deterministic order (files sorted by path)."""
+    if source.kind == "embedded":
+        yield from embedded_documents()
+    elif source.kind == "text":
+        for path in _source_files(source):
+            yield _read_text(path)
+    elif source.kind == "jsonl":
+        for path in _source_files(source):
+            yield from _jsonl_documents(path, source)
+    elif source.kind == "parquet":
+        for path in _source_files(source):
+            yield from _parquet_documents(path, source)
+    elif source.kind == "hf":
+        yield from _hf_documents(source)
+    else:
+        raise DataError(f"data source kind {source.kind!r} is not supported")
 
 
 def source_documents(source: SourceConfig) -> List[str]:
-    if source.kind == "embedded":
-        return embedded_documents()
-    files = _files(source.path)
-    if not files:
-        raise DataError(f"data source {source.path!r}: no files found")
-    if source.kind == "text":
-        docs = [_read_text(p) for p in files]
-    else:
-        docs = [doc for p in files for doc in _jsonl_documents(p, source.text_field)]
-    docs = [d for d in docs if d.strip()]
+    """All non-empty documents of a (small) source as a list."""
+    docs = [d for d in iter_documents(source) if d.strip()]
     if not docs:
-        raise DataError(f"data source {source.path!r}: every document is empty")
+        raise DataError(f"data source {source_name(source)!r}: every document is empty")
     return docs
+
+
+def source_fingerprint(source: SourceConfig) -> str:
+    """Identity of a source's input without reading it: what is read (kind, fields, hub
+    name/subset/split/revision) and, for local files, each file's path, size and mtime."""
+    spec: dict[str, Any] = {k: getattr(source, k) for k in
+                            ("kind", "text_field", "template", "dataset", "subset", "split", "revision")}
+    if source.kind == "embedded":
+        spec["content"] = fingerprint(embedded_documents())
+    elif source.path:
+        spec["files"] = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in _source_files(source)]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def fingerprint(documents: List[str]) -> str:

@@ -1,46 +1,25 @@
-"""Documents -> one flat token array per split, end-of-text between documents, cached on disk."""
+"""Small facts about token arrays: their dtype, windows, and the unigram baseline."""
 from __future__ import annotations
 
-import io
 import math
-from pathlib import Path
-from typing import List
 
 import numpy as np
 
-from llmexp.io import atomic_write_bytes
-from llmexp.tokenizers import Tokenizer
-
 
 def token_dtype(n_vocab: int) -> np.dtype:
+    """uint16 when every id fits (vocabularies up to 65,536), uint32 otherwise."""
     return np.dtype(np.uint16) if n_vocab <= 2**16 else np.dtype(np.uint32)
 
 
-def tokenize_documents(docs: List[str], tokenizer: Tokenizer) -> np.ndarray:
-    ids: List[int] = []
-    for doc_ids in tokenizer.encode_batch(docs):
-        ids.extend(doc_ids)
-        ids.append(tokenizer.eot_id)
-    return np.asarray(ids, dtype=token_dtype(tokenizer.n_vocab))
-
-
-def cached_tokens(path: Path, docs: List[str], tokenizer: Tokenizer) -> np.ndarray:
-    """Tokens of `docs`, from `path` when it exists (the caller puts the content hash in it)."""
-    if path.is_file():
-        return np.load(path, mmap_mode="r")
-    tokens = tokenize_documents(docs, tokenizer)
-    buffer = io.BytesIO()
-    np.save(buffer, tokens)
-    atomic_write_bytes(path, buffer.getvalue())
-    return tokens
+def entropy_of_counts(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
 
 
 def unigram_entropy(tokens: np.ndarray) -> float:
     """Entropy (nats/token) of the text's own unigram distribution: the loss of the best
     model that ignores context, measured on this same text."""
-    counts = np.bincount(np.asarray(tokens, dtype=np.int64))
-    p = counts[counts > 0] / len(tokens)
-    return float(-(p * np.log(p)).sum())
+    return entropy_of_counts(np.bincount(np.asarray(tokens, dtype=np.int64)))
 
 
 def windows(n_tokens: int, seq_len: int) -> int:

@@ -92,6 +92,10 @@ def load_tokenizer(
 ) -> Tokenizer:
     """The tokenizer `cfg` names. A BPE is trained on `training_texts()` once per content hash
     (data fingerprint + tokenizer settings) and reused from the cache after that."""
+    if cfg.kind == "hf":  # a transformers folder's byte-level BPE, converted and checked for equal ids
+        from llmexp.interop.tokenizer import tokenizer_from_hf
+
+        return tokenizer_from_hf(cfg.name, cfg.cache_dir)
     if cfg.kind == "tiktoken":
         encoding = _named_encoding(cfg.name)
         if encoding.n_vocab != cfg.vocab_size:

@@ -57,3 +57,20 @@ def test_cl100k_base_works_offline():
 def test_named_encoding_vocab_mismatch_is_an_error():
     with pytest.raises(ValueError, match="100277"):
         load_tokenizer(TokenizerConfig(kind="tiktoken", name="cl100k_base", vocab_size=100000), "", lambda: iter(()))
+
+
+def test_bpe_learns_from_the_mix_by_weight_and_reserves_chat_tokens(tmp_path):
+    from llmexp.data.prepare import prepare_data, training_texts
+    from tests.data.conftest import config, jsonl_source, write_jsonl
+
+    a = write_jsonl(tmp_path / "a.jsonl", [f"alpha {i} " * 50 for i in range(200)])
+    b = write_jsonl(tmp_path / "b.jsonl", [f"beta {i} " * 50 for i in range(200)])
+    cfg = config(tmp_path, [jsonl_source(a, "a", 0.8), jsonl_source(b, "b", 0.2)], tokenizer=["tokenizer.vocab_size=400"])
+    data = prepare_data(cfg, log=lambda m: None)
+    texts = list(training_texts(data.sources, 20_000))
+    from_a = sum(len(t) for t in texts if t.startswith("alpha"))
+    from_b = sum(len(t) for t in texts if t.startswith("beta"))
+    assert 3 < from_a / from_b < 5  # ~0.8 : 0.2 of the training bytes
+    enc = data.tokenizer.encoding
+    specials = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
+    assert [enc.encode(s, allowed_special="all")[0] for s in specials] == list(range(396, 400))

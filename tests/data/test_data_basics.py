@@ -62,3 +62,18 @@ def test_text_source_rejects_undecodable_bytes(tmp_path):
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(DataError, match="bad.txt: not UTF-8"):
         source_documents(SourceConfig(kind="text", path=str(tmp_path)))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, None])
+def test_streaming_split_equals_the_list_split(n):
+    from llmexp.data.split import StreamSplit
+
+    docs = embedded_documents()[:n] if n else embedded_documents()
+    for fraction in (0.01, 0.1, 0.45):
+        train, val = [], []
+        splitter = StreamSplit(fraction, 7, train.append, val.append)
+        for d in docs:
+            splitter(d)
+        assert splitter.finish() == (len(train), len(val))
+        expected_train, expected_val = split_documents(docs, fraction, seed=7)
+        assert sorted(train) == sorted(expected_train) and sorted(val) == sorted(expected_val)

@@ -1,0 +1,196 @@
+"""Benchmark: tokenize-and-shard throughput against raw tiktoken, and peak memory.
+
+    python scripts/bench_data.py --mb 1000 --procs 2        # 1 GB synthetic corpus
+    python scripts/bench_data.py --mb 50 --bpe-mb 30        # plus BPE training time on 30 MB
+
+Builds a synthetic JSONL corpus (paragraphs of Python's reference documentation, reshuffled
+and numbered so that documents differ), then in a child process runs llmexp's preparation
+(read + clean + split into Parquet parts, then tokenize into shards with --procs processes)
+and reports its own and its workers' peak RSS. Back in this process it times raw tiktoken
+`encode_ordinary_batch(num_threads=--procs)` on the same documents (read back from the
+cleaned parts, one part at a time, timing only the encode calls) — and once more before
+llmexp's run, on the JSONL as written (the same documents: default cleaning drops none), since
+a shared machine's load drifts — and prints the ratio llmexp tokens/s : raw tiktoken tokens/s
+(raw = the mean rate of the two).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+MB = 1_000_000
+
+
+def cpu_seconds(who=resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def make_corpus(folder: Path, mb: int, seed: int = 0) -> int:
+    """~mb MB of JSONL in 64 MB files; returns the number of documents."""
+    from llmexp.data.sources import embedded_documents
+
+    paragraphs = [p for d in embedded_documents() for p in d.split("\n\n") if len(p) > 80]
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    n_docs, written, part = 0, 0, 0
+    f = None
+    while written < mb * MB:
+        if f is None or f.tell() > 64 * MB:
+            if f:
+                f.close()
+            f = open(folder / f"part-{part:04d}.jsonl", "w")
+            part += 1
+        text = f"Document {n_docs}.\n\n" + "\n\n".join(rng.sample(paragraphs, rng.randint(3, 12)))
+        line = json.dumps({"text": text}) + "\n"
+        f.write(line)
+        written += len(line)
+        n_docs += 1
+    f.close()
+    return n_docs
+
+
+def run_prepare(corpus: Path, cache: Path, procs: int, tokenizer: str) -> dict:
+    """Child process: clean + tokenize with llmexp; timings and peak RSS."""
+    import llmexp
+    from llmexp.data.prepare import SourceData, clean_source, tokenize_source
+    from llmexp.tokenizers import load_tokenizer
+
+    cfg = llmexp.compose(["data=jsonl", f"data.sources.0.path={corpus}", f"tokenizer={tokenizer}",
+                          f"data.num_proc={procs}", f"data.cache_dir={cache}"])
+    t0 = time.perf_counter()
+    folder, report = clean_source(cfg.data.sources[0], cfg.data, cache / "data", lambda m: None)
+    t1 = time.perf_counter()
+    tok = load_tokenizer(cfg.tokenizer, "", lambda: iter(()))
+    source = SourceData("bench", 1.0, folder, report)
+    cpu0 = cpu_seconds() + cpu_seconds(resource.RUSAGE_CHILDREN)
+    tokenize_source(source, tok, cfg.data, lambda m: None)
+    t2 = time.perf_counter()
+    tokenize_cpu = cpu_seconds() + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0  # this process and its workers
+    splits = source.index["splits"]
+    tokens = sum(m["tokens"] for s in splits.values() for m in s)
+    docs = sum(m["docs"] for s in splits.values() for m in s)
+    text_bytes = sum(m["text_bytes"] for s in splits.values() for m in s)
+    return {
+        "clean_seconds": t1 - t0, "tokenize_seconds": t2 - t1, "tokenize_cpu_seconds": tokenize_cpu,
+        "tokens": tokens, "docs": docs,
+        "text_bytes": text_bytes, "parts": [str(folder / "clean" / p) for s in ("train", "val") for p in report[s]["parts"]],
+        "peak_rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+def raw_tiktoken(batches, procs: int, tokenizer: str) -> tuple[float, int, float]:
+    """Wall seconds spent in encode_ordinary_batch over every batch of documents, tokens, and
+    the CPU seconds of those calls (all threads)."""
+    from llmexp.tokenizers.tokenizer import _named_encoding
+
+    enc = _named_encoding(tokenizer)
+    seconds, tokens, cpu = 0.0, 0, 0.0
+    for texts in batches:
+        t, c = time.perf_counter(), cpu_seconds()
+        ids = enc.encode_ordinary_batch(texts, num_threads=procs)
+        seconds += time.perf_counter() - t
+        cpu += cpu_seconds() - c
+        tokens += sum(map(len, ids))
+        del ids, texts
+    return seconds, tokens, cpu
+
+
+def jsonl_batches(corpus: Path):
+    """The corpus as written, one file (64 MB) at a time."""
+    for path in sorted(corpus.glob("*.jsonl")):
+        with open(path) as f:
+            yield [json.loads(line)["text"] for line in f]
+
+
+def part_batches(parts: list[str]):
+    """The cleaned documents llmexp tokenized, one Parquet part at a time."""
+    import pyarrow.parquet as pq
+
+    for part in parts:
+        yield pq.read_table(part, columns=["text"]).column(0).to_pylist()
+
+
+def bench_bpe(corpus: Path, mb: int) -> dict:
+    from llmexp.data.sources import iter_documents
+    from llmexp.config.schema import SourceConfig
+    from llmexp.tokenizers.bpe import train_bpe
+    from llmexp.tokenizers.tokenizer import _limit_bytes
+
+    texts = list(_limit_bytes(iter_documents(SourceConfig(kind="jsonl", path=str(corpus))), mb * MB))
+    t = time.perf_counter()
+    ranks = train_bpe(iter(texts), 32000 - 4)
+    return {"bpe_mb": sum(len(x.encode()) for x in texts) / MB, "bpe_vocab": len(ranks) + 4,
+            "bpe_seconds": time.perf_counter() - t}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mb", type=int, default=200, help="corpus size in MB")
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--tokenizer", default="cl100k_base")
+    parser.add_argument("--bpe-mb", type=int, default=0, help="also time BPE training (32k vocab) on this many MB")
+    parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
+    parser.add_argument("--child", nargs=2, metavar=("CORPUS", "CACHE"), help=argparse.SUPPRESS)
+    parser.add_argument("--raw-child", metavar="CORPUS", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.raw_child:
+        print(json.dumps(raw_tiktoken(jsonl_batches(Path(args.raw_child)), args.procs, args.tokenizer)))
+        return
+    if args.child:
+        print(json.dumps(run_prepare(Path(args.child[0]), Path(args.child[1]), args.procs, args.tokenizer)))
+        return
+
+    work = Path(args.dir or tempfile.mkdtemp(prefix="llmexp-bench-"))
+    corpus, cache = work / "corpus", work / "cache"
+    t = time.perf_counter()
+    if not corpus.is_dir():
+        n = make_corpus(corpus, args.mb)
+        print(f"corpus: {n:,} documents, {args.mb} MB in {time.perf_counter() - t:.0f} s ({corpus})", flush=True)
+    # Raw tiktoken before and after llmexp, on the same documents: a shared machine's load drifts.
+    # In a child process, so that this one stays small: a forked child's peak RSS starts at its parent's.
+    raw = subprocess.run([sys.executable, __file__, "--procs", str(args.procs), "--tokenizer", args.tokenizer,
+                          "--raw-child", str(corpus)], capture_output=True, text=True)
+    if raw.returncode:
+        sys.exit(raw.stderr)
+    before_seconds, before_tokens, before_cpu = json.loads(raw.stdout.strip().splitlines()[-1])
+    child = subprocess.run([sys.executable, __file__, "--procs", str(args.procs), "--tokenizer", args.tokenizer,
+                            "--child", str(corpus), str(cache)], capture_output=True, text=True)
+    if child.returncode:
+        sys.exit(child.stderr)
+    ours = json.loads(child.stdout.strip().splitlines()[-1])
+    after_seconds, raw_tokens, after_cpu = raw_tiktoken(part_batches(ours["parts"]), args.procs, args.tokenizer)
+    assert raw_tokens == before_tokens == ours["tokens"] - ours["docs"], (raw_tokens, before_tokens, ours["tokens"])  # same text
+    ours_rate = ours["tokens"] / ours["tokenize_seconds"]
+    raw_rate = 2 * raw_tokens / (before_seconds + after_seconds)
+    result = {
+        "corpus_mb": ours["text_bytes"] / MB, "tokens": ours["tokens"], "procs": args.procs,
+        "tokenize_and_shard_tokens_per_s": round(ours_rate), "raw_tiktoken_tokens_per_s": round(raw_rate),
+        "ratio": round(ours_rate / raw_rate, 3),
+        # Tokens per CPU-second: insensitive to other users' load on a shared machine.
+        "cpu_ratio": round((ours["tokens"] / ours["tokenize_cpu_seconds"]) / (2 * raw_tokens / (before_cpu + after_cpu)), 3),
+        "raw_before_tokens_per_s": round(raw_tokens / before_seconds), "raw_after_tokens_per_s": round(raw_tokens / after_seconds),
+        "end_to_end_tokens_per_s": round(ours["tokens"] / (ours["clean_seconds"] + ours["tokenize_seconds"])),
+        "clean_seconds": round(ours["clean_seconds"], 1), "tokenize_seconds": round(ours["tokenize_seconds"], 1),
+        "peak_rss_main_mb": round(ours["peak_rss_main_mb"]), "peak_rss_worker_mb": round(ours["peak_rss_worker_mb"]),
+    }
+    if args.bpe_mb:
+        result.update(bench_bpe(corpus, args.bpe_mb))
+    print(json.dumps(result, indent=2))
+    print(f"tokenize+shard: {ours_rate:,.0f} tokens/s vs raw tiktoken {raw_rate:,.0f} tokens/s "
+          f"({args.procs} procs): ratio {ours_rate / raw_rate:.2f} (per CPU-second: {result['cpu_ratio']:.2f}); peak RSS {result['peak_rss_main_mb']} MB main, "
+          f"{result['peak_rss_worker_mb']} MB per worker (max)")
+
+
+if __name__ == "__main__":
+    main()
