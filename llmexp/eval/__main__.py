@@ -1,0 +1,30 @@
+"""lm-eval's own command line with the `llmexp` model registered and llmexp's tasks included.
+
+    python -m llmexp.eval --model llmexp --model_args checkpoint=runs/my-run --tasks llmexp_smoke
+    llmexp-lm-eval ...        (the same, as a console script)
+
+lm-eval 0.4 finds models only in modules that have been imported (it has no plugin entry
+points), so this imports the adapter and then hands every argument to lm-eval's CLI unchanged.
+`--include_path` defaults to llmexp's task folder; give your own to replace it.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    import llmexp.eval.lm  # noqa: F401  registers --model llmexp
+    from lm_eval.__main__ import cli_evaluate
+
+    from llmexp.eval import TASKS_DIR
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--include_path" not in args and not any(a.startswith("--include_path=") for a in args):
+        args += ["--include_path", str(TASKS_DIR)]
+    sys.argv = ["lm_eval", *args]
+    cli_evaluate()
+
+
+if __name__ == "__main__":
+    main()
