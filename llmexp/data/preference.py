@@ -1,0 +1,97 @@
+"""Preference pairs (prompt, chosen, rejected) -> token ids with response masks.
+
+A record is `{"prompt": str | messages, "chosen": str | messages, "rejected": str | messages}`
+(field names configurable), or `{"messages": [...], "chosen": ..., "rejected": ...}`. A
+chosen/rejected given as messages is the assistant turn(s) that follow the prompt. Optional
+precomputed reference log-probs (DPO's reference=precomputed) ride along.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from llmexp.data.chat import IGNORE, ChatTemplate, Example, Skipped, messages_of, render, truncate
+from llmexp.data.sources import DataError
+
+
+@dataclass
+class Pair:
+    chosen: Example
+    rejected: Example
+    ref_logps: Optional[tuple[float, float]] = None  # (chosen, rejected) under the reference
+
+
+def _reply(value: Any, where: str, key: str) -> list[dict[str, str]]:
+    if isinstance(value, str):
+        return [{"role": "assistant", "content": value}]
+    if isinstance(value, list) and value and all(isinstance(m, dict) and m.get("role") == "assistant"
+                                                  and isinstance(m.get("content"), str) for m in value):
+        return [{"role": "assistant", "content": m["content"]} for m in value]
+    raise DataError(f"{where}: {key!r} must be a string or a list of assistant messages, got {value!r:.80}")
+
+
+def _prompt(record: dict, where: str, messages_field: str, prompt_field: str) -> list[dict[str, str]]:
+    if messages_field not in record and isinstance(record.get(prompt_field), list):
+        record = {**record, messages_field: record[prompt_field]}
+    messages = messages_of(record, where, messages_field, prompt_field, None)
+    if messages[-1]["role"] == "assistant":
+        raise DataError(f"{where}: the prompt must end with a user (or system) message, not the assistant's")
+    return messages
+
+
+def preference_pairs(records: list[tuple[str, dict]], tokenizer, template: ChatTemplate, seq_len: int, *,
+                     messages_field: str, prompt_field: str, chosen_field: str, rejected_field: str,
+                     truncation: str, skipped: Skipped, ref_fields: Optional[tuple[str, str]] = None) -> list[Pair]:
+    """Malformed records and missing fields raise; pairs with an empty or identical reply are
+    skipped and counted. Truncation applies to the prompt+reply of each side; a pair is kept
+    only when both sides fit (or are cut by the policy)."""
+    pairs = []
+    for where, record in records:
+        for key in (chosen_field, rejected_field) + (ref_fields or ()):
+            if key not in record:
+                raise DataError(f"{where}: no field {key!r} (fields: {', '.join(sorted(record))})")
+        prompt = _prompt(record, where, messages_field, prompt_field)
+        chosen = _reply(record[chosen_field], where, chosen_field)
+        rejected = _reply(record[rejected_field], where, rejected_field)
+        if any(not m["content"].strip() for m in chosen + rejected):
+            skipped.add("pairs with an empty response")
+            continue
+        if chosen == rejected:
+            skipped.add("pairs whose chosen and rejected are identical")
+            continue
+        sides = []
+        for reply in (chosen, rejected):
+            ex = render(tokenizer, template, prompt + reply, "assistant", where=where)
+            # Only the reply is scored: the prompt's tokens are context.
+            n_prompt = len(render(tokenizer, template, prompt, "assistant", generation_prompt=True).ids)
+            ex.target = [False] * n_prompt + ex.target[n_prompt:]
+            sides.append(truncate(ex, seq_len, truncation, skipped))
+        if None in sides:
+            continue
+        ref = None
+        if ref_fields:
+            try:
+                ref = (float(record[ref_fields[0]]), float(record[ref_fields[1]]))
+            except (TypeError, ValueError):
+                raise DataError(f"{where}: {ref_fields[0]!r} and {ref_fields[1]!r} must be numbers") from None
+        pairs.append(Pair(sides[0], sides[1], ref))
+    return pairs
+
+
+def collate_pairs(pairs: list[Pair], pad_id: int) -> dict[str, torch.Tensor]:
+    """Chosen rows first, then rejected, right-padded to the longest: `tokens`, next-token
+    `labels` (IGNORE outside the replies), `last` (index of each row's final real token)."""
+    rows = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    width = max(len(r.ids) for r in rows)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r.ids)
+        tokens[i, :n] = torch.tensor(r.ids)
+        labels[i, : n - 1] = torch.tensor([r.ids[j + 1] if r.target[j + 1] else IGNORE for j in range(n - 1)])
+    batch = {"tokens": tokens, "labels": labels, "last": torch.tensor([len(r.ids) - 1 for r in rows])}
+    if pairs[0].ref_logps is not None:
+        batch["ref_logps"] = torch.tensor([p.ref_logps[0] for p in pairs] + [p.ref_logps[1] for p in pairs])
+    return batch
