@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from llmexp.config.schema import Config
+from llmexp.parallel.layout import MODEL_PARALLEL, layout_of
 
 
 def resolve_accelerator(requested: str) -> str:
@@ -13,7 +14,10 @@ def resolve_accelerator(requested: str) -> str:
 
 
 def lightning_strategy(cfg: Config, accelerator: str):
-    name = cfg.parallelism.strategy
+    """Lightning's own strategies; process launch (subprocesses, torchrun, SLURM) is theirs too.
+    Parameters arrive as overrides, so every rank composes the same config and layout."""
+    layout = layout_of(cfg)
+    name = layout.strategy
     if name == "single":
         from lightning.pytorch.strategies import SingleDeviceStrategy
 
@@ -21,7 +25,18 @@ def lightning_strategy(cfg: Config, accelerator: str):
     if name == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
 
-        # gloo on CPU, nccl on GPU (Lightning's choice); parameters arrive as overrides, so
-        # every rank composes the same config.
-        return DDPStrategy()
-    return "auto"
+        return DDPStrategy()  # gloo on CPU, nccl on GPU (Lightning's choice)
+    if name in MODEL_PARALLEL:
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        # The mesh (dp, tp) reaches StageModule.configure_model, which applies FSDP2/TP
+        # (llmexp/parallel/parallelize.py).
+        return ModelParallelStrategy(
+            data_parallel_size=layout.dp, tensor_parallel_size=layout.tp,
+            save_distributed_checkpoint=cfg.parallelism.distributed_checkpoint,
+        )
+    if name == "deepspeed":
+        from lightning.pytorch.strategies import DeepSpeedStrategy
+
+        return DeepSpeedStrategy(stage=cfg.parallelism.deepspeed_stage, offload_optimizer=cfg.parallelism.cpu_offload)
+    raise ValueError(f"unknown strategy {name!r}")  # the validate pass rejects it first

@@ -1,0 +1,145 @@
+"""Tensor parallelism (DTensor) and FSDP2 applied to a plain Llama from outside, in
+torchtitan's order: TP, then activation checkpointing and compile per block, then FSDP.
+
+Lightning's ModelParallelStrategy builds the 2-D device mesh ("data_parallel",
+"tensor_parallel") and hands it to StageModule.configure_model, which calls `parallelize`.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from llmexp.config.schema import ParallelismConfig
+from llmexp.parallel.apply import apply_parallelism
+
+
+def build_model(make: Callable[[], nn.Module], cfg: ParallelismConfig, device_mesh, device: torch.device,
+                n_params: int, seed: int, init_from: Optional[str] = None) -> nn.Module:
+    """The model, parallelised. Under fsdp/tp with `meta_init` (default: from 1B parameters) it
+    is built on the meta device, sharded, and only then allocated and initialised, shard by
+    shard: no rank ever holds the whole model (a 70B model is 280 GB in fp32)."""
+    from llmexp.checkpoints import load_model_weights
+
+    from llmexp.interop import is_hf_folder
+
+    meta = device_mesh is not None and (cfg.meta_init if cfg.meta_init is not None else n_params >= 1e9)
+    meta = meta and not (init_from and is_hf_folder(init_from))  # transformers weights load into a whole model
+    with torch.device("meta") if meta else nullcontext():
+        model = make()
+    if init_from and not meta:
+        load_model_weights(model, init_from)
+    model = parallelize(model, cfg, device_mesh)
+    if meta:
+        _materialize(model, device, seed, init_from)
+    return model
+
+
+def _materialize(model: nn.Module, device: torch.device, seed: int, init_from: Optional[str]) -> None:
+    import torch.distributed as dist
+
+    from llmexp.models.llama import rope_tables
+
+    model.to_empty(device=device)
+    shape = model.shape
+    cos, sin = rope_tables(shape.head_dim, shape.max_seq_len, shape.rope_theta)  # buffers, not weights
+    model.rope_cos.copy_(cos)
+    model.rope_sin.copy_(sin)
+    if device.type == "cpu":
+        # DTensor's offset RNG tracker serves CUDA only: on the CPU every rank would draw the same
+        # numbers for its shard (identical heads on every TP rank); a per-rank seed keeps them apart.
+        torch.manual_seed(seed + dist.get_rank())
+    with torch.no_grad():
+        model.reset_parameters()
+    if init_from:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        from llmexp.checkpoints import load_checkpoint, model_state_dict
+
+        state = model_state_dict(load_checkpoint(init_from))  # full tensors, sharded as they load
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+
+
+def parallelize(model: nn.Module, cfg: ParallelismConfig, device_mesh=None) -> nn.Module:
+    """`device_mesh`: the LightningModule's mesh under ModelParallelStrategy, else None
+    (single, ddp, deepspeed: the strategy wraps the model itself)."""
+    if device_mesh is not None and device_mesh["tensor_parallel"].size() > 1:
+        apply_tensor_parallel(model, device_mesh["tensor_parallel"])
+    apply_parallelism(model, cfg)  # activation checkpointing and compile per block
+    if device_mesh is not None and cfg.strategy in ("fsdp", "fsdp_tp"):
+        apply_fsdp(model, device_mesh["data_parallel"], cfg)
+    return model
+
+
+def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
+    """Megatron-style plan with sequence parallelism (torchtitan's Llama plan): wq/wk/wv and
+    w1/w3 split by output columns, wo and w2 by input rows (one reduce-scatter per half-block);
+    norms and the residual stream split along the sequence; the embedding and the output
+    projection split by vocabulary, the logits gathered whole for the loss."""
+    from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        PrepareModuleInput,
+        RowwiseParallel,
+        SequenceParallel,
+        parallelize_module,
+    )
+
+    tp = tp_mesh.size()
+    tied = model.output.weight is model.tok_embeddings.weight
+    parallelize_module(model, tp_mesh, {
+        "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
+        "norm": SequenceParallel(),
+        "output": ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate(), use_local_output=True),
+    })
+    if tied:  # both tables are sharded Shard(0) over the vocabulary: one DTensor serves both
+        model.output.weight = model.tok_embeddings.weight
+    for block in model.layers:
+        # Block.forward passes (x, cos, sin, mask, cache) positionally: only x is redistributed.
+        rest = (None, None, None, None)
+        parallelize_module(block, tp_mesh, {
+            "attention_norm": SequenceParallel(),
+            "attention": PrepareModuleInput(input_layouts=(Shard(1), *rest), desired_input_layouts=(Replicate(), *rest)),
+            "attention.wq": ColwiseParallel(),
+            "attention.wk": ColwiseParallel(),
+            "attention.wv": ColwiseParallel(),
+            "attention.wo": RowwiseParallel(output_layouts=Shard(1)),
+            "ffn_norm": SequenceParallel(),
+            "feed_forward": PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)),
+            "feed_forward.w1": ColwiseParallel(),
+            "feed_forward.w3": ColwiseParallel(),
+            "feed_forward.w2": RowwiseParallel(output_layouts=Shard(1)),
+        })
+        # The model reshapes by its head counts: each rank now holds 1/tp of the heads.
+        attention = block.attention
+        attention.n_heads //= tp
+        attention.n_kv_heads //= tp
+
+
+def apply_fsdp(model: nn.Module, dp_mesh, cfg: ParallelismConfig) -> None:
+    """FSDP2: each block is one all-gather/reduce-scatter unit, the root holds the embedding,
+    final norm and output projection (kept together, so tied embeddings stay one parameter)."""
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+
+    kwargs = {"mesh": dp_mesh}
+    if cfg.precision in ("bf16-mixed", "16-mixed"):
+        # Compute in half precision, reduce gradients and keep master weights in fp32.
+        half = torch.bfloat16 if cfg.precision == "bf16-mixed" else torch.float16
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=half, reduce_dtype=torch.float32)
+    if cfg.cpu_offload:
+        kwargs["offload_policy"] = CPUOffloadPolicy()
+    for block in model.layers:
+        fully_shard(block, reshard_after_forward=cfg.reshard_after_forward, **kwargs)
+    fully_shard(model, **kwargs)
+
+
+def data_parallel_rank_and_size(trainer) -> tuple[int, int]:
+    """(rank, size) of this process among the ranks that read different batches: the global
+    rank/world for ddp, the mesh's data-parallel dimension for fsdp/tp (every rank of a TP group
+    must see the same batch)."""
+    kwargs: Optional[dict] = getattr(trainer.strategy, "distributed_sampler_kwargs", None)
+    if not kwargs:
+        return 0, 1
+    return int(kwargs["rank"]), int(kwargs["num_replicas"])
