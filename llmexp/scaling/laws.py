@@ -1,0 +1,173 @@
+"""Scaling laws: the loss L(N, D) of N parameters trained on D tokens, or the compute-optimal
+split of a budget C into N and D.
+
+Published laws use C = 6ND (Kaplan et al. 2020): `optimal(C)` splits C that way. A law fitted
+by an IsoFLOP study (approach 2) is in the study's own FLOPs, the exact per-token count with
+attention, and says so in `flops`.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from llmexp.scaling.errors import ScalingError
+
+
+@dataclass(frozen=True)
+class ParametricLaw:
+    """L(N, D) = E + A / N**alpha + B / D**beta (Hoffmann et al. 2022, eq. 2)."""
+
+    name: str
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    source: str = ""
+    flops: str = "6ND"
+
+    def loss(self, N, D):
+        return self.E + self.A / np.power(N, self.alpha) + self.B / np.power(D, self.beta)
+
+    @property
+    def _G(self) -> float:
+        return (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+
+    @property
+    def exponents(self) -> tuple[float, float]:
+        """(a, b) of N_opt ~ C**a, D_opt ~ C**b."""
+        s = self.alpha + self.beta
+        return self.beta / s, self.alpha / s
+
+    def optimal(self, C):
+        """argmin L subject to 6ND = C, in closed form (Hoffmann et al. 2022, eq. 4)."""
+        a, _ = self.exponents
+        N = self._G * np.power(np.asarray(C, float) / 6.0, a)
+        return N, np.asarray(C, float) / (6.0 * N)
+
+    def optimal_tokens(self, N):
+        """D such that (N, D) is compute-optimal: inverts N_opt(C)."""
+        a, _ = self.exponents
+        C6 = np.power(np.asarray(N, float) / self._G, 1.0 / a)
+        return C6 / np.asarray(N, float)
+
+    def optimal_params(self, D):
+        """N such that (N, D) is compute-optimal: inverts D_opt(C)."""
+        _, b = self.exponents
+        C6 = np.power(np.asarray(D, float) * self._G, 1.0 / b)
+        return C6 / np.asarray(D, float)
+
+    def to_dict(self) -> dict:
+        return {"kind": "parametric", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class TokensPerParam:
+    """D = ratio * N at every scale; with C = 6ND, N = sqrt(C / (6 ratio))."""
+
+    ratio: float = 20.0
+    name: str = "tpp"
+    source: str = "Hoffmann et al. 2022: ~20 tokens per parameter"
+    flops: str = "6ND"
+
+    def loss(self, N, D):
+        return None
+
+    def optimal(self, C):
+        N = np.sqrt(np.asarray(C, float) / (6.0 * self.ratio))
+        return N, self.ratio * N
+
+    def optimal_tokens(self, N):
+        return self.ratio * np.asarray(N, float)
+
+    def optimal_params(self, D):
+        return np.asarray(D, float) / self.ratio
+
+    def to_dict(self) -> dict:
+        return {"kind": "tokens_per_param", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class PowerLawAllocation:
+    """N_opt = kN * C**a and D_opt = kD * C**b: IsoFLOP minima fitted across budgets (approach 2)."""
+
+    kN: float
+    a: float
+    kD: float
+    b: float
+    name: str = "isoflop"
+    source: str = ""
+    flops: str = "exact"  # the study's budgets count attention (llmexp.plan.flops_per_token)
+
+    def loss(self, N, D):
+        return None
+
+    def optimal(self, C):
+        C = np.asarray(C, float)
+        return self.kN * np.power(C, self.a), self.kD * np.power(C, self.b)
+
+    def optimal_tokens(self, N):
+        C = np.power(np.asarray(N, float) / self.kN, 1.0 / self.a)
+        return self.kD * np.power(C, self.b)
+
+    def optimal_params(self, D):
+        C = np.power(np.asarray(D, float) / self.kD, 1.0 / self.b)
+        return self.kN * np.power(C, self.a)
+
+    def to_dict(self) -> dict:
+        return {"kind": "power_law", **asdict(self)}
+
+
+Law = Union[ParametricLaw, TokensPerParam, PowerLawAllocation]
+
+CHINCHILLA = ParametricLaw(
+    "chinchilla", E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28,
+    source="Hoffmann et al. 2022, approach 3",
+)
+EPOCH = ParametricLaw(
+    "epoch", E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658,
+    source="Besiroglu et al. 2024 (Epoch AI), replication of approach 3",
+)
+NAMED = {"chinchilla": CHINCHILLA, "epoch": EPOCH}
+
+
+KINDS = {"parametric": ParametricLaw, "power_law": PowerLawAllocation, "tokens_per_param": TokensPerParam}
+
+
+def law_from_dict(d: dict) -> Law:
+    """The inverse of a law's to_dict()."""
+    if d.get("kind") not in KINDS:
+        raise ScalingError(f"law kind {d.get('kind')!r}: expected {', '.join(KINDS)}")
+    return KINDS[d["kind"]](**{k: v for k, v in d.items() if k != "kind"})
+
+
+def resolve_law(spec: str, tokens_per_param: float = 20.0) -> Law:
+    """A law by name (chinchilla, epoch, tpp) or a study's fit.json: its parametric fit unless
+    that carries warnings, else its IsoFLOP power laws, else the parametric fit after all."""
+    if spec == "tpp":
+        return TokensPerParam(tokens_per_param)
+    if spec in NAMED:
+        return NAMED[spec]
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "fit.json"
+    if not path.is_file():
+        raise ScalingError(f"--law {spec!r}: expected chinchilla, epoch, tpp, or a fit.json / study folder")
+    fit = json.loads(path.read_text())
+    parametric, isoflop = fit.get("parametric") or {}, fit.get("isoflop") or {}
+    # A parametric fit also predicts loss; one with warnings ranks below the IsoFLOP power laws.
+    ranked = [parametric] if not parametric.get("warnings") else []
+    for entry in ranked + [isoflop, parametric]:
+        if entry.get("law"):
+            return law_from_dict(entry["law"])
+    raise ScalingError(f"{path}: holds no fitted law (see its 'reason' fields)")
+
+
+def law_loss(law: Law, N: float, D: float) -> Optional[float]:
+    value = law.loss(N, D)
+    return None if value is None or not math.isfinite(float(value)) else float(value)

@@ -1,0 +1,52 @@
+"""A real IsoFLOP study through `python -m llmexp`: designed, run (resumably), fitted and
+reported. The default suite runs a very small one; `-m slow` runs the documented CPU study."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.scaling.conftest import FAST_STUDY
+from tests.scaling.test_scaling_cli import scaling
+
+
+def test_tiny_study_end_to_end(tmp_path):
+    out = tmp_path / "study"
+    r = scaling("isoflop", "--budgets", "1e10,3e10", "--sizes", "1.2e5,5e5,1.4e6", "--batch-tokens", "512",
+                "--out", str(out), *FAST_STUDY)
+    assert r.returncode == 0, r.stderr
+    r = scaling("run", str(out), "--jobs", "2", timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "6 runs finished, 0 already done, 0 failed" in r.stdout
+    for run in json.loads((out / "study.json").read_text())["runs"]:
+        summary = json.loads((out / "runs" / run["id"] / "summary.json").read_text())
+        assert summary["tokens"] == run["tokens"] and summary["params_total"] == run["params"]
+        assert summary["total_flops"] == pytest.approx(run["budget"], rel=0.5)
+    again = scaling("run", str(out))
+    assert again.returncode == 0 and "0 runs finished, 6 already done" in again.stdout  # resumable
+    r = scaling("report", str(out), "--target", "1e12", "--bootstrap", "20")
+    assert r.returncode == 0, r.stderr
+    fit = json.loads((out / "fit.json").read_text())
+    # Whatever a few dozen steps give, each approach is either fitted or says why not.
+    for key in ("isoflop", "parametric"):
+        assert "law" in fit[key] or fit[key]["reason"]
+    assert len(fit["runs"]["used"]) + len(fit["runs"]["excluded"]) == 6
+    text = (out / "report.md").read_text()
+    assert "## Runs" in text and (out / "plots" / "isoflop.png").is_file()
+
+
+@pytest.mark.slow
+def test_documented_cpu_study(tmp_path):
+    """scripts/run_scaling_study.sh, as docs/scaling.md runs it (about half an hour)."""
+    out = tmp_path / "cpu"
+    r = subprocess.run(["bash", str(REPO / "scripts" / "run_scaling_study.sh"), str(out)], capture_output=True, text=True,
+                       cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHON": sys.executable}, timeout=3 * 3600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    fit = json.loads((out / "fit.json").read_text())
+    assert len(fit["runs"]["used"]) == 12 and not fit["runs"]["excluded"]
+    assert "law" in fit["parametric"] and ("law" in fit["isoflop"] or fit["isoflop"]["reason"])
+    assert (out / "report.md").is_file() and (out / "plots" / "isoflop.png").is_file()
