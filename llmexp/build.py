@@ -1,6 +1,7 @@
 """Lower pass: validated Config + Plan + prepared data -> LightningModule, DataModule, Trainer."""
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -8,9 +9,8 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
 
-from llmexp.callbacks import AtomicCheckpointIO, LossPlot
+from llmexp.callbacks import AtomicCheckpointIO, LossPlot, RunCSVLogger
 from llmexp.config.schema import Config
 from llmexp.parallel.strategy import lightning_strategy, resolve_accelerator
 from llmexp.plan import Plan
@@ -30,7 +30,7 @@ def wandb_online() -> bool:
 
 
 def build_loggers(cfg: Config, run_dir: Path, flat_config: dict[str, Any]) -> list:
-    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]  # <run_dir>/metrics.csv, always
+    loggers = [RunCSVLogger(run_dir)]  # <run_dir>/metrics.csv, always
     if cfg.logger.name == "wandb":
         from lightning.pytorch.loggers import WandbLogger
 
@@ -52,9 +52,11 @@ def build_loggers(cfg: Config, run_dir: Path, flat_config: dict[str, Any]) -> li
 
 
 def _wandb_run_id(run_dir: Path) -> str:
-    """A W&B sweep agent assigns the id (WANDB_RUN_ID); otherwise the run folder's name, so a
-    resumed run continues the same W&B run."""
-    return os.environ.get("WANDB_RUN_ID") or run_dir.name
+    """A W&B sweep agent assigns the id (WANDB_RUN_ID); otherwise one derived from the run
+    folder's absolute path, so a resumed run continues the same W&B run and two folders of
+    the same name never share one."""
+    digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]
+    return os.environ.get("WANDB_RUN_ID") or f"{run_dir.name[:48]}-{digest}"
 
 
 def build(
@@ -78,6 +80,10 @@ def build(
         LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", getattr(data, "val_unigram_entropy", None)),
         TQDMProgressBar(refresh_rate=max(1, plan.grad_accumulation)),
     ]
+    if cfg.eval.every_n_steps:  # lm-eval tasks during training (llmexp/eval/harness.py)
+        from llmexp.eval.harness import eval_callback
+
+        callbacks.append(eval_callback(cfg, run_dir, data.tokenizer))
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=t.devices,

@@ -10,6 +10,9 @@ from typing import Any, Optional
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from llmexp.io import atomic_write_bytes
 
@@ -20,7 +23,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Optional[Any] = None) -> None:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
+        if Path(path).is_dir():  # a sharded (fsdp/tp) checkpoint folder: the run changed layout
+            import shutil
+
+            shutil.rmtree(path)
         atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's writer deletes an existing metrics.csv when it starts; a resumed run must
+    keep the rows before its checkpoint, so this one appends under the existing header."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = sorted(set(next(csv.reader(f), [])) - {""})
+
+
+class RunCSVLogger(CSVLogger):
+    """<run_dir>/metrics.csv, continued across resumes (rows a resumed run logs again for the
+    same step come later in the file; `read_metrics` keeps the last)."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(save_dir=str(run_dir), name="", version="")
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:

@@ -9,13 +9,20 @@ import torch
 
 def checkpoint_path(path: str | Path) -> Path:
     """A .ckpt file, or a run folder (its checkpoints/last.ckpt)."""
+    from llmexp.parallel.checkpoint import is_distributed_checkpoint
+
     path = Path(path).expanduser()
-    return path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    return path / "checkpoints" / "last.ckpt" if path.is_dir() and not is_distributed_checkpoint(path) else path
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    from llmexp.parallel.checkpoint import is_distributed_checkpoint, loadable_checkpoint
+
+    path = checkpoint_path(path)
+    if is_distributed_checkpoint(path):  # fsdp/tp shards: gathered into one file first
+        path = loadable_checkpoint(path, "single")
     # weights_only: tensors and plain containers only, never arbitrary pickled objects.
-    return torch.load(checkpoint_path(path), map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -25,6 +32,14 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def load_model_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Start `model` from the weights of an llmexp checkpoint or run folder (init_from=)."""
+    """Start `model` from the weights of an llmexp checkpoint or run folder, or of a
+    transformers Llama-family folder (safetensors only, names mapped in llmexp/interop/hf.py)."""
+    from llmexp.interop import is_hf_folder
+
+    if is_hf_folder(path):
+        from llmexp.interop.hf import load_hf_weights
+
+        load_hf_weights(model, path)
+        return
     state = model_state_dict(load_checkpoint(path))
     model.load_state_dict(state, strict=True)

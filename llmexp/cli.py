@@ -28,7 +28,7 @@ Compose conf/ with Hydra overrides, validate, plan, and train (or print the plan
   python -m llmexp --config-dir ./my_conf model=my_model
   python -m llmexp -m model=tiny optimizer.lr=1e-3,3e-3   a Hydra multirun (launchers: hydra/launcher=...)
 
-groups: model tokenizer data optimizer parallelism stage trainer logger plan (see conf/)
+groups: model tokenizer data optimizer parallelism stage trainer logger plan experiment (see conf/)
 options:
   --config-dir DIR, -cd DIR   add DIR to the config search path (repeatable)
   --cfg                       print the composed, validated config and exit
@@ -57,6 +57,9 @@ def _fail(message: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from llmexp.sweep.overrides import agent_overrides
+
+    argv = agent_overrides(argv)  # under a W&B sweep agent: values Hydra would misread, repaired
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
@@ -80,6 +83,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         plan = derive(cfg)
     except ConfigError as err:
         _fail(str(err))
+    if cfg.pipeline:  # an experiment/ chain: every step is planned before the first one runs
+        from llmexp.data.sources import DataError
+        from llmexp.pipeline import pipeline_main
+        from llmexp.run import PreflightError
+
+        try:
+            pipeline_main(cfg, args.overrides, args.config_dir)
+        except (ConfigError, PreflightError, DataError) as err:
+            _fail(str(err))
+        return
     if args.cfg:
         from omegaconf import OmegaConf
 

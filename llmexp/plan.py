@@ -17,6 +17,7 @@ from typing import List, Optional
 from llmexp.accelerators import ACCELERATORS
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config, ModelConfig
+from llmexp.parallel.layout import SHARDED, Layout, layout_of
 
 GiB = 1024**3
 
@@ -49,6 +50,27 @@ def count_params(model: ModelConfig, vocab_size: int) -> ParamCount:
     )
 
 
+def lora_params(model: ModelConfig, targets: List[str], rank: int) -> int:
+    """LoRA adds A (rank x in) and B (out x rank) to each targeted matrix of every block."""
+    d, kv = model.d_model, (model.n_kv_heads or model.n_heads) * (model.d_model // model.n_heads)
+    shapes = {"wq": (d, d), "wk": (d, kv), "wv": (d, kv), "wo": (d, d),
+              "w1": (d, model.ffn_dim), "w3": (d, model.ffn_dim), "w2": (model.ffn_dim, d)}
+    return model.n_layers * sum(rank * sum(shapes[t]) for t in targets)
+
+
+def trainable_params(cfg: Config, params: ParamCount) -> int:
+    """Parameters the optimizer updates: the network (or its LoRA adapters) plus the stage's
+    scalar heads (reward: one; PPO: the value model, a full copy of the network + head)."""
+    stage, d = cfg.stage, cfg.model.d_model
+    lora = getattr(stage, "lora", None)
+    network = lora_params(cfg.model, list(lora.targets), lora.rank) if lora is not None and lora.enabled else params.total
+    if stage.name == "reward":
+        return network + d + 1
+    if stage.name == "rlhf" and stage.algorithm == "ppo":
+        return network + params.total + d + 1
+    return network
+
+
 def flops_per_token(model: ModelConfig, params: ParamCount, seq_len: int) -> int:
     """Training FLOPs per token: forward + backward, with PaLM's attention term."""
     return 6 * params.matmul + 12 * model.n_layers * model.d_model * seq_len
@@ -62,13 +84,14 @@ class Memory:
     gradients: float
     optimizer: float
     activations: float  # without activation checkpointing
-    activations_checkpointed: float  # block inputs kept, one block recomputed at a time
+    activations_checkpointed: float  # full: block inputs kept, one block recomputed at a time; selective: matmul outputs kept
     activation_checkpointing: bool
+    gathered: float = 0.0  # fsdp: transient all-gathered weights and unsharded gradients of the blocks in flight
 
     @property
     def total(self) -> float:
         acts = self.activations_checkpointed if self.activation_checkpointing else self.activations
-        return self.weights + self.gradients + self.optimizer + acts
+        return self.weights + self.gradients + self.optimizer + acts + self.gathered
 
 
 @dataclass
@@ -98,6 +121,7 @@ class Plan:
     mfu: float
     estimated_seconds: float
     warnings: List[str] = field(default_factory=list)
+    params_trainable: Optional[int] = None  # what the optimizer updates (LoRA adapters, heads); None: all
 
     @property
     def tokens_per_param(self) -> float:
@@ -125,7 +149,8 @@ def derive(cfg: Config) -> Plan:
     seq = seq_len_of(cfg)
     params = count_params(m, vocab)
     world = t.devices * t.num_nodes
-    accumulation = t.global_batch_size // (t.micro_batch_size * world)
+    layout = layout_of(cfg)
+    accumulation = t.global_batch_size // (t.micro_batch_size * layout.dp)  # TP ranks share a batch
     tokens_per_step = t.global_batch_size * seq
 
     limits = []  # (steps, source); the first limit reached ends the run
@@ -175,38 +200,79 @@ def derive(cfg: Config) -> Plan:
         budget_source=source,
         total_flops=total_flops,
         precision=cfg.parallelism.precision,
-        strategy=cfg.parallelism.strategy,
-        memory=estimate_memory(cfg, params, seq),
+        strategy=layout.strategy if layout.tp == 1 else f"{layout.strategy} (dp {layout.dp} x tp {layout.tp})",
+        memory=estimate_memory(cfg, params, seq, layout),
         accelerator=accelerator.name,
         mfu=p.mfu,
         estimated_seconds=seconds,
         warnings=warnings,
+        params_trainable=trainable_params(cfg, params),
     )
 
 
-def estimate_memory(cfg: Config, params: ParamCount, seq_len: int) -> Memory:
-    """Per-device bytes for a full replica (single, ddp)."""
+def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optional[Layout] = None) -> Memory:
+    """Per-device bytes for the layout (docs/parallelism.md, "Memory model"):
+    - single/ddp: a full replica.
+    - tp: every matmul weight of the blocks, the embedding and the output projection split by
+      tp (norms whole); activations inside attention/MLP split by tp (heads, ffn columns) and,
+      with sequence parallelism, the residual stream and norms split along the sequence.
+    - fsdp (and the dp dimension of fsdp_tp, deepspeed): weights, gradients and AdamW state
+      sharded by dp at rest; `gathered` counts what FSDP all-gathers transiently: the root's
+      weights (embedding, output, final norm: never resharded) and two blocks (the one running
+      and the one prefetched), plus one block's unsharded gradients; without
+      reshard_after_forward every gathered weight stays until backward.
+    - cpu_offload: sharded weights, gradients and optimizer state live on the CPU (0 here).
+    """
+    layout = layout or layout_of(cfg)
     m, precision = cfg.model, cfg.parallelism.precision
     true_half = precision == "bf16-true"
     weight_bytes = 2 if true_half else 4  # mixed precision keeps fp32 master weights
     act_bytes = 4 if precision == "32" else 2
-    n = params.total
+    tp = layout.tp
+    dp_shard = layout.dp if layout.strategy in SHARDED else 1
+    norms = m.n_layers * 2 * m.d_model + m.d_model
+    local = (params.total - norms) / tp + norms  # this TP rank's share of every weight
+    n = local / dp_shard  # ... and its FSDP shard
+    block = (params.non_embedding - norms) / m.n_layers / tp + 2 * m.d_model
+    gathered = 0.0
+    if dp_shard > 1:
+        compute_bytes = 2 if precision != "32" else weight_bytes  # FSDP2 gathers in param_dtype
+        root = local - block * m.n_layers
+        in_flight = local if not cfg.parallelism.reshard_after_forward else root + 2 * block
+        gathered = in_flight * compute_bytes + block * weight_bytes
     kv_dim = (m.n_kv_heads or m.n_heads) * (m.d_model // m.n_heads)
     tokens = cfg.trainer.micro_batch_size * seq_len
-    # Saved for backward per token and layer (elements): attention x, norm(x), q, k, v, out;
-    # MLP x, norm(x), gate, up, silu(gate), gate*up. The residual stream stays fp32.
-    per_layer = (4 * m.d_model + 2 * kv_dim + 4 * m.ffn_dim) * act_bytes + 2 * m.d_model * 4
+    # Bytes saved for backward per token, as eager PyTorch saves them for llmexp's Llama
+    # (counted with saved-tensor hooks in tests/parallel/test_memory.py):
+    # - each RMSNorm: its fp32 input and normalised output (split along the sequence under TP's
+    #   sequence parallelism), and the matmul input it feeds, in compute dtype (whole: TP
+    #   gathers the sequence before the column-parallel matmuls);
+    # - attention: q and k after RoPE, v and the attention output (2 d + 2 kv: RoPE's products
+    #   with the cos/sin tables keep only the tables); MLP: gate, up, silu(gate) and their
+    #   product (4 ffn): heads and ffn columns split by tp;
+    # - head: the final norm and the fp32 log-softmax of the logits (whole under TP).
+    norm_path = 2 * m.d_model * 4 / tp + m.d_model * act_bytes
+    per_layer = 2 * norm_path + (2 * m.d_model + 2 * kv_dim + 4 * m.ffn_dim) * act_bytes / tp
     vocab = vocab_size_of(cfg)
-    head = (m.d_model * act_bytes + vocab * (act_bytes + 4)) * tokens  # final norm, logits, log-softmax
+    head = (norm_path + vocab * 4) * tokens
     full = per_layer * m.n_layers * tokens + head
-    checkpointed = m.d_model * 4 * m.n_layers * tokens + per_layer * tokens + head
+    block_input = m.d_model * 4 / tp  # the fp32 residual stream entering a block (seq-split under TP)
+    if cfg.parallelism.activation_checkpointing_mode == "selective":
+        # Outputs of matmuls and attention kept (q, k, v, attention out, wo, w1, w3, w2);
+        # norms, RoPE and SwiGLU's pointwise ops recomputed.
+        kept = block_input + (3 * m.d_model + 2 * kv_dim + 2 * m.ffn_dim) * act_bytes / tp
+        checkpointed = kept * m.n_layers * tokens + per_layer * tokens + head
+    else:
+        checkpointed = block_input * m.n_layers * tokens + per_layer * tokens + head
+    offload = cfg.parallelism.cpu_offload
     return Memory(
-        weights=n * weight_bytes,
-        gradients=n * weight_bytes,
-        optimizer=n * 2 * weight_bytes,
+        weights=0.0 if offload else n * weight_bytes,
+        gradients=0.0 if offload else n * weight_bytes,
+        optimizer=0.0 if offload else n * 2 * weight_bytes,
         activations=full,
         activations_checkpointed=checkpointed,
         activation_checkpointing=cfg.parallelism.activation_checkpointing,
+        gathered=gathered,
     )
 
 
@@ -236,9 +302,11 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
         f"  parameters      {plan.params_total:>20,}  ({_si(plan.params_total)})",
         f"    non-embedding {plan.params_non_embedding:>20,}",
         f"    embedding     {plan.params_embedding:>20,}",
+        f"    trainable     {plan.params_trainable if plan.params_trainable is not None else plan.params_total:>20,}",
         f"  FLOPs/token     {plan.flops_per_token:>20,}  (6N = {plan.flops_per_token_6n:,}; + attention at seq {plan.seq_len})",
         f"  batch           {plan.global_batch_size} seqs x {plan.seq_len} = {plan.tokens_per_step:,} tokens/step"
-        f"  (micro {plan.micro_batch_size} x {plan.world_size} devices x {plan.grad_accumulation} accumulation)",
+        f"  (micro {plan.micro_batch_size} x {plan.global_batch_size // (plan.micro_batch_size * plan.grad_accumulation)} data-parallel"
+        f" x {plan.grad_accumulation} accumulation; {plan.world_size} devices)",
         f"  steps           {plan.steps:>20,}",
         f"  tokens          {plan.tokens:>20,}  ({plan.tokens_per_param:.1f} tokens/param; budget from {plan.budget_source})",
         f"  total FLOPs     {plan.total_flops:>20.3e}",
@@ -246,6 +314,7 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
         f"    weights       {mem.weights / GiB:>17.2f} GiB",
         f"    gradients     {mem.gradients / GiB:>17.2f} GiB",
         f"    optimizer     {mem.optimizer / GiB:>17.2f} GiB  (AdamW, 2 fp32 moments)",
+        *([f"    fsdp gathered {mem.gathered / GiB:>17.2f} GiB  (blocks all-gathered in flight)"] if mem.gathered else []),
         f"    activations   {mem.activations / GiB:>17.2f} GiB  without checkpointing, "
         f"{mem.activations_checkpointed / GiB:.2f} GiB with",
         f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at {plan.mfu:.0%} MFU"

@@ -21,10 +21,14 @@ import yaml
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config
 from llmexp.io import atomic_write_text
+from llmexp.parallel.checkpoint import is_checkpoint, is_distributed_checkpoint, loadable_checkpoint
+from llmexp.parallel.layout import layout_of
 from llmexp.plan import GiB, Plan, format_plan
 
-# Keys that do not change what is trained: excluded from the run folder's config hash.
-NON_EXPERIMENT_KEYS = ("run_dir", "resume", "dry_run", "out_dir", "logger")
+# Keys (dotted prefixes) that do not change what is trained: left out of the run folder's hash
+# and of the check that a resumed run continues the same experiment.
+NON_EXPERIMENT_KEYS = ("run_dir", "resume", "dry_run", "out_dir", "logger", "eval", "data.num_proc",
+                       "data.verify_checksums", "trainer.num_workers")
 # Sections a resumed run must share with the run it continues.
 RESUME_MUST_MATCH = ("model", "tokenizer", "data", "stage")
 
@@ -48,8 +52,14 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def experiment_keys(tree: dict[str, Any]) -> dict[str, Any]:
+    """Flat config keys that define the experiment (NON_EXPERIMENT_KEYS left out)."""
+    return {k: v for k, v in flatten(tree).items()
+            if not any(k == p or k.startswith(p + ".") for p in NON_EXPERIMENT_KEYS)}
+
+
 def experiment_hash(cfg: Config) -> str:
-    tree = {k: v for k, v in config_dict(cfg).items() if k not in NON_EXPERIMENT_KEYS}
+    tree = experiment_keys(config_dict(cfg))
     return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
@@ -57,8 +67,10 @@ def resolve_run_dir(cfg: Config) -> tuple[Path, Optional[Path]]:
     """(run folder, checkpoint to resume from or None)."""
     if cfg.resume:
         target = Path(cfg.resume).expanduser()
-        checkpoint = target / "checkpoints" / "last.ckpt" if target.is_dir() else target
-        if not checkpoint.is_file():
+        # A run folder, a .ckpt file, or a sharded checkpoint folder (fsdp/tp: llmexp/parallel/checkpoint.py).
+        run_folder = target.is_dir() and not is_distributed_checkpoint(target)
+        checkpoint = target / "checkpoints" / "last.ckpt" if run_folder else target
+        if not is_checkpoint(checkpoint):
             raise ConfigError("resume", cfg.resume, "no checkpoints/last.ckpt in that run folder")
         run_dir = Path(cfg.run_dir).expanduser() if cfg.run_dir else checkpoint.parent.parent
         return run_dir.resolve(), checkpoint.resolve()
@@ -66,19 +78,22 @@ def resolve_run_dir(cfg: Config) -> tuple[Path, Optional[Path]]:
         run_dir = Path(cfg.run_dir).expanduser()
     else:
         name = cfg.name or f"{cfg.stage.name}-{cfg.model.name}"
-        run_dir = Path(cfg.out_dir).expanduser() / f"{name}-{experiment_hash(cfg)}"
+        # Under a W&B sweep agent the run id names the run: two runs of one grid point are two
+        # runs, and the agent resuming its run id lands in the same folder.
+        run_id = os.environ.get("WANDB_RUN_ID") or experiment_hash(cfg)
+        run_dir = Path(cfg.out_dir).expanduser() / f"{name}-{run_id}"
     last = run_dir / "checkpoints" / "last.ckpt"
-    return run_dir.resolve(), (last.resolve() if last.is_file() else None)
+    return run_dir.resolve(), (last.resolve() if is_checkpoint(last) else None)
 
 
 def check_same_experiment(cfg: Config, run_dir: Path) -> None:
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
-    saved, current = yaml.safe_load(saved_path.read_text()), config_dict(cfg)
+    old, new = experiment_keys(yaml.safe_load(saved_path.read_text())), experiment_keys(config_dict(cfg))
     for section in RESUME_MUST_MATCH:
-        old, new = flatten(saved.get(section, {}), f"{section}."), flatten(current[section], f"{section}.")
-        for key in sorted(set(old) | set(new)):
+        keys = {k for k in set(old) | set(new) if k.startswith(section + ".")}
+        for key in sorted(keys):
             if old.get(key) != new.get(key):
                 raise ConfigError(
                     key, new.get(key),
@@ -143,6 +158,10 @@ def write_run_files(cfg: Config, run_dir: Path, plan: Plan, argv: list[str]) -> 
 
 def run(cfg: Config, plan: Plan, argv: list[str]) -> dict[str, Any]:
     """Train `cfg` as `plan` says; returns the summary (also written to summary.json)."""
+    if cfg.stage.name == "eval":  # benchmarks on init_from, nothing to train (llmexp/eval/harness.py)
+        from llmexp.eval.harness import run_eval
+
+        return run_eval(cfg, plan, argv)
     run_dir, resume_from = resolve_run_dir(cfg)
     check_same_experiment(cfg, run_dir)
 
@@ -168,16 +187,22 @@ def run(cfg: Config, plan: Plan, argv: list[str]) -> dict[str, Any]:
     meta.update(data_fingerprint=data.fingerprint, tokenizer=data.tokenizer.name, val_unigram_entropy=baseline)
     atomic_write_text(run_dir / "meta.json", json.dumps(meta, indent=2))
     print(data.describe(), flush=True)
+    if hasattr(data, "summary"):  # per-source tokens, bytes/token and cleaning: the run's data.json
+        atomic_write_text(run_dir / "data.json", json.dumps(data.summary(), indent=2))
 
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     checkpoint_meta = {"config": config_dict(cfg), **meta}
     module, datamodule, trainer = build(cfg, plan, data, run_dir, checkpoint_meta, flatten(config_dict(cfg)))
+    if hasattr(datamodule, "mixture_report"):
+        print(datamodule.mixture_report(plan.steps), flush=True)
     initial_val = None
     if resume_from is None:
         initial_val = _validate(trainer, module, datamodule)
         print(f"step 0: validation loss {initial_val:.3f}", flush=True)
     else:
         print(f"resuming from {resume_from}", flush=True)
+    if resume_from is not None:  # a sharded folder is consolidated for single/ddp
+        resume_from = loadable_checkpoint(resume_from, layout_of(cfg).strategy)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
     if module.last_val_step != trainer.global_step:
         _validate(trainer, module, datamodule)

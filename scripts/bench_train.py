@@ -9,6 +9,15 @@ optimizer steps only (after warm-up), so start-up costs do not count for either 
     python scripts/bench_train.py --steps 40 --repeats 3 model=tiny trainer.micro_batch_size=8
 
 Prints tokens/s of each and the ratio llmexp / reference (target: >= 0.95).
+
+GPU mode: tokens/s and MFU of llmexp's own training path for the `1b` preset on one GPU, in
+bf16 autocast with fused AdamW, SDPA (flash) attention and torch.compile per block:
+
+    python scripts/bench_train.py --gpu                      # 1b, micro 8 x seq 2048
+    python scripts/bench_train.py --gpu trainer.micro_batch_size=4 parallelism.activation_checkpointing=true
+
+MFU = tokens/s x the plan's FLOPs/token (6 N_matmul + attention, llmexp/plan.py) / the GPU's
+dense bf16 peak (llmexp/accelerators.py, found from the device name, or --peak-flops).
 """
 from __future__ import annotations
 
@@ -85,15 +94,51 @@ def bench_reference(cfg, plan, data, warmup: int) -> float:
     return (plan.steps - warmup) * plan.tokens_per_step / (time.perf_counter() - start)
 
 
+def _peak_flops(given: float | None) -> tuple[float, str]:
+    from llmexp.accelerators import ACCELERATORS
+
+    if given:
+        return given, "--peak-flops"
+    if not torch.cuda.is_available():
+        raise SystemExit("--gpu needs a CUDA device (or --peak-flops to time another device)")
+    device = torch.cuda.get_device_name(0)
+    for name, accelerator in ACCELERATORS.items():
+        if name in device.lower().replace(" ", ""):
+            return accelerator.peak_bf16_flops, device
+    raise SystemExit(f"unknown peak FLOP/s for {device!r}: pass --peak-flops")
+
+
+def bench_gpu(args) -> None:
+    peak, device = _peak_flops(args.peak_flops)
+    cfg = llmexp.compose([
+        "model=1b", "parallelism=single", "parallelism.precision=bf16-mixed", "parallelism.compile=true",
+        "trainer.accelerator=gpu", "trainer.seq_len=2048", "trainer.micro_batch_size=8", "trainer.global_batch_size=8",
+        f"trainer.max_steps={args.steps}", "trainer.max_tokens=null", f"trainer.val_every={10 * args.steps}",
+        f"trainer.checkpoint_every={10 * args.steps}", f"trainer.log_every={args.steps}", *args.overrides,
+    ])
+    plan = llmexp.derive(cfg)
+    data = prepare_data(cfg)
+    tokens_per_s = statistics.median(bench_llmexp(cfg, plan, data, args.warmup) for _ in range(args.repeats))
+    mfu = tokens_per_s * plan.flops_per_token / peak
+    print(f"model={plan.model} params={plan.params_total:,} seq={plan.seq_len} micro={plan.micro_batch_size} "
+          f"precision={plan.precision} compile={cfg.parallelism.compile} on {device}")
+    print(f"tokens/s {tokens_per_s:,.0f}  FLOPs/token {plan.flops_per_token:,}  MFU {mfu:.1%} of {peak / 1e12:.0f} TFLOP/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps per measurement")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2, help="alternating measurements per side")
     parser.add_argument("--precisions", default="32,bf16-mixed")
+    parser.add_argument("--gpu", action="store_true", help="tokens/s and MFU of the 1b preset on one GPU")
+    parser.add_argument("--peak-flops", type=float, help="--gpu: the device's dense bf16 peak, FLOP/s")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     quiet_lightning_warnings()
+    if args.gpu:
+        bench_gpu(args)
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, lightning {L.__version__}")
     print(f"{'precision':<12}{'llmexp tok/s':>14}{'reference tok/s':>17}{'ratio':>8}")
     for precision in args.precisions.split(","):

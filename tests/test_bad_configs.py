@@ -45,7 +45,7 @@ BAD = [
     (["data=jsonl", "data.sources.0.path=/no/such/file.jsonl"], "data.sources.0.path='/no/such/file.jsonl'", "no such file"),
     (["data.val_fraction=0.9"], "data.val_fraction=0.9", "(0, 0.5)"),
     (["logger=mlflow"], "logger='mlflow'", "allowed: csv"),
-    (["stage=rlhf"], "stage='rlhf'", "allowed: pretrain"),
+    (["stage=ppo"], "stage='ppo'", "unknown option; allowed: "),
     (["init_from=/tmp"], "init_from='/tmp'", "checkpoints/last.ckpt"),
     (["plan=explicit", "trainer.max_tokens=null"], "trainer.max_steps=None", "needs a budget"),
     (["plan.mfu=1.5"], "plan.mfu=1.5", "(0, 1]"),

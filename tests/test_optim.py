@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from llmexp.config.schema import OptimizerConfig
 from llmexp.models import Llama, LlamaShape

@@ -80,6 +80,8 @@ def test_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
     train_b = dict(read_metrics(killed / "metrics.csv")["train/loss"])
     after = [s for s in train_a if s > stopped_at]
     assert after and all(train_b[s] == pytest.approx(train_a[s], abs=1e-4) for s in after)
+    assert set(train_b) == set(train_a)  # the rows from before the kill are still there
+    assert b["initial_val_loss"] == pytest.approx(a["initial_val_loss"], abs=1e-6)
 
 
 def test_resume_refuses_a_run_folder_of_another_experiment(tmp_path):
@@ -105,3 +107,20 @@ def test_init_from_starts_where_the_source_run_ended(tmp_path):
     ended = json.loads((source / "summary.json").read_text())["val_loss"]
     started = json.loads((follow / "summary.json").read_text())["initial_val_loss"]
     assert started == pytest.approx(ended, abs=1e-4)
+
+
+def test_continued_pretraining_from_an_exported_transformers_folder(tmp_path):
+    source, folder, follow = tmp_path / "source", tmp_path / "hf", tmp_path / "follow"
+    assert run_cli(*FAST_TRAINING, "trainer.max_steps=12", "trainer.val_every=6", f"run_dir={source}").returncode == 0
+    exported = run_cli("export", str(source), str(folder))
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    # Model shape and tokenizer come from the folder (config.json, tokenizer.json).
+    result = run_cli(f"init_from={folder}", "trainer.seq_len=128", "trainer.micro_batch_size=16",
+                     "trainer.global_batch_size=16", "trainer.max_tokens=null", "trainer.max_steps=2",
+                     f"run_dir={follow}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = yaml.safe_load((follow / "config.yaml").read_text())
+    assert config["tokenizer"]["kind"] == "hf" and config["model"]["d_model"] == 128
+    ended = json.loads((source / "summary.json").read_text())["val_loss"]
+    started = json.loads((follow / "summary.json").read_text())["initial_val_loss"]
+    assert started == pytest.approx(ended, abs=1e-3)  # same weights, same token ids, same validation text

@@ -33,10 +33,11 @@ class ModelConfig:
 @dataclass
 class TokenizerConfig:
     """`kind=bpe` trains a byte-level BPE on the data (cached by content hash);
-    `kind=tiktoken` loads one of tiktoken's named encodings."""
+    `kind=tiktoken` loads one of tiktoken's named encodings; `kind=hf` converts a transformers
+    folder's tokenizer (set by init_from=<transformers folder>)."""
 
-    kind: str = "bpe"  # bpe | tiktoken
-    name: str = "bpe"  # encoding name for kind=tiktoken (gpt2, cl100k_base, o200k_base)
+    kind: str = "bpe"  # bpe | tiktoken | hf
+    name: str = "bpe"  # kind=tiktoken: gpt2, cl100k_base, o200k_base; kind=hf: the folder
     vocab_size: int = 4096  # total, special tokens included
     special_tokens: List[str] = field(
         default_factory=lambda: ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
@@ -46,20 +47,54 @@ class TokenizerConfig:
 
 
 @dataclass
+class CleanConfig:
+    """Cleaning steps of one source, applied in this order; each is reported (documents and
+    bytes in/out). Defaults do nothing but drop empty documents."""
+
+    strip_html: bool = False  # tags, scripts and styles removed, entities unescaped
+    unicode_normalize: Optional[str] = None  # NFC | NFKC | NFD | NFKD
+    mask_emails: bool = False  # -> <EMAIL>
+    mask_ips: bool = False  # IPv4 addresses -> <IP>
+    min_chars: int = 1
+    max_chars: Optional[int] = None
+    min_words: int = 0
+    max_symbol_ratio: Optional[float] = None  # share of characters that are neither letters, digits nor spaces
+    max_repeated_line_fraction: Optional[float] = None  # share of non-empty lines repeating an earlier line
+    exact_dedup: bool = False  # drop documents whose text was already seen (whitespace-normalized)
+    near_dedup: bool = False  # MinHash/LSH (datasketch): drop documents similar to one already kept
+    near_dedup_threshold: float = 0.8  # estimated Jaccard similarity of word n-gram sets
+    near_dedup_num_perm: int = 128
+    near_dedup_ngram: int = 5
+
+
+@dataclass
 class SourceConfig:
-    """One data source. kind: embedded | text | jsonl."""
+    """One source of a data mix. kind: embedded | text | jsonl | parquet | hf."""
 
     kind: str = "embedded"
-    path: Optional[str] = None  # file, folder or glob (text, jsonl)
-    text_field: str = "text"  # jsonl: the field holding the document
+    name: Optional[str] = None  # in logs and metrics (data/tokens_<name>); None: the kind
+    weight: float = 1.0  # share of training tokens drawn from this source (normalised over the mix)
+    path: Optional[str] = None  # file, folder or glob (text, jsonl, parquet); hf: data files or a save_to_disk folder
+    text_field: str = "text"  # jsonl, parquet, hf: the field holding the document
+    template: Optional[str] = None  # instead of text_field: e.g. "{title}\n\n{body}" over several fields
+    dataset: Optional[str] = None  # hf: hub name (online) or a builder for local files (json, parquet, csv, text)
+    subset: Optional[str] = None  # hf: the dataset's configuration name
+    split: str = "train"  # hf: which split to read
+    revision: Optional[str] = None  # hf: hub revision (part of the cache key)
+    streaming: bool = False  # hf hub: stream instead of downloading the whole dataset first
+    clean: CleanConfig = field(default_factory=CleanConfig)
 
 
 @dataclass
 class DataConfig:
     name: str = MISSING
     sources: List[SourceConfig] = field(default_factory=list)
-    val_fraction: float = 0.05  # fraction of documents held out for validation
+    val_fraction: float = 0.05  # fraction of documents held out for validation, per source
     split_seed: int = 1234
+    on_exhausted: str = "repeat"  # a source runs out of windows: repeat (another epoch, with a warning) | stop
+    shard_bytes: int = 32_000_000  # text bytes per shard (one tokenization task each)
+    num_proc: int = 2  # tokenization processes
+    verify_checksums: bool = False  # sha256 of every shard at load (sizes are always checked)
     cache_dir: Optional[str] = None  # None: $LLMEXP_CACHE or ~/.cache/llmexp
 
 
@@ -80,11 +115,21 @@ class OptimizerConfig:
 
 @dataclass
 class ParallelismConfig:
+    """How the model is laid out over devices (docs/parallelism.md). Applied from outside the
+    model by llmexp/parallel/; the layout (dp x tp = devices x nodes) by llmexp/parallel/layout.py."""
+
     name: str = "auto"
-    strategy: str = "auto"  # auto | single | ddp
+    strategy: str = "auto"  # auto | single | ddp | fsdp | tp | fsdp_tp | deepspeed
     precision: str = "32"  # 32 | bf16-mixed | 16-mixed | bf16-true
     activation_checkpointing: bool = False
-    compile: bool = False
+    activation_checkpointing_mode: str = "full"  # full: whole blocks recomputed | selective: matmul/attention outputs kept
+    compile: bool = False  # torch.compile per block
+    tensor_parallel_size: Optional[int] = None  # fsdp_tp: TP degree (None: trainer.devices, TP within a node)
+    reshard_after_forward: bool = True  # fsdp: free gathered weights after forward (ZeRO-3); false: ZeRO-2-like
+    cpu_offload: bool = False  # fsdp: parameters, gradients and optimizer state live on the CPU
+    distributed_checkpoint: bool = True  # fsdp/tp: checkpoints are DCP folders of per-rank shards
+    meta_init: Optional[bool] = None  # fsdp/tp: build on the meta device, initialise shards only (None: from 1B params)
+    deepspeed_stage: int = 3  # deepspeed: ZeRO stage 2 or 3
 
 
 @dataclass
@@ -100,7 +145,100 @@ class PretrainStageConfig(StageConfig):
     name: str = "pretrain"
 
 
-STAGE_SCHEMAS: dict[str, type] = {"pretrain": PretrainStageConfig}
+@dataclass
+class LoraConfig:
+    """LoRA adapters (peft) on the named nn.Linear modules of every block; the base stays frozen."""
+
+    enabled: bool = False
+    rank: int = 8
+    alpha: float = 16.0  # adapter output scaled by alpha / rank
+    dropout: float = 0.0
+    targets: List[str] = field(default_factory=lambda: ["wq", "wk", "wv", "wo"])  # of wq wk wv wo w1 w2 w3
+    quantize: Optional[str] = None  # null | nf4 (QLoRA: 4-bit frozen base; bitsandbytes on a GPU)
+
+
+@dataclass
+class PostTrainStageConfig(StageConfig):
+    """Keys every post-training stage shares: the dataset, its chat rendering, LoRA.
+    The model and tokenizer come from init_from (required)."""
+
+    dataset: str = MISSING  # a JSONL file, folder or glob; hf:<name>; or synthetic:<task> (llmexp/stages/tasks.py)
+    hf_split: str = "train"  # for hf:<name>
+    val_fraction: float = 0.1  # records held out for validation
+    split_seed: int = 1234
+    chat_template: str = "chatml"  # chatml (reserved special tokens) | plain
+    truncation: str = "error"  # error | left | right | drop: a record longer than trainer.seq_len
+    messages_field: str = "messages"  # [{role, content}, ...]; else prompt_field (+ response)
+    prompt_field: str = "prompt"
+    synthetic_records: int = 2000  # records generated for synthetic:<task>
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class SFTStageConfig(PostTrainStageConfig):
+    name: str = "sft"
+    response_field: str = "response"
+    loss_on: str = "assistant"  # assistant | all
+    packing: bool = True  # several records per sequence, attention kept within each
+
+
+@dataclass
+class RewardStageConfig(PostTrainStageConfig):
+    name: str = "reward"
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+
+
+@dataclass
+class DPOStageConfig(PostTrainStageConfig):
+    name: str = "dpo"
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+    beta: float = 0.1
+    loss: str = "sigmoid"  # sigmoid (DPO) | ipo
+    reference: str = "model"  # model: frozen copy of init_from | precomputed: log-probs in the records
+    ref_chosen_field: str = "ref_chosen_logp"  # reference=precomputed
+    ref_rejected_field: str = "ref_rejected_logp"
+
+
+@dataclass
+class RLHFStageConfig(PostTrainStageConfig):
+    name: str = "rlhf"
+    algorithm: str = "ppo"  # ppo | grpo
+    reward: str = "callable"  # callable | model | judge
+    reward_fn: Optional[str] = None  # reward=callable: "package.module:function" (prompt, response) -> float
+    reward_model: Optional[str] = None  # reward=model: a stage=reward run folder or checkpoint
+    judge_model: Optional[str] = None  # reward=judge: a language-model run folder (RLAIF)
+    judge_template: str = "{prompt}\n{response}\nIs this answer correct? Answer yes or no:"
+    kl_coef: float = 0.05  # penalty on log pi/pi_ref (PPO: in the reward; GRPO: in the loss)
+    group_size: int = 4  # samples per prompt (GRPO's group; PPO samples this many too)
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    top_k: Optional[int] = None
+    ppo_epochs: int = 2  # optimizer steps on each rollout batch
+    clip: float = 0.2
+    value_clip: float = 0.2
+    vf_coef: float = 0.5
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    val_prompts: int = 32  # held-out prompts, group_size samples each, scored at each validation
+
+
+STAGE_SCHEMAS: dict[str, type] = {
+    "pretrain": PretrainStageConfig, "sft": SFTStageConfig, "reward": RewardStageConfig,
+    "dpo": DPOStageConfig, "rlhf": RLHFStageConfig,
+}
+
+
+@dataclass
+class EvalStageConfig(StageConfig):
+    """Evaluate `init_from` (llmexp checkpoint/run folder or transformers folder) on the eval
+    group's tasks and intrinsic text (llmexp/eval/); nothing is trained."""
+
+    name: str = "eval"
+
+
+STAGE_SCHEMAS["eval"] = EvalStageConfig
 
 
 @dataclass
@@ -143,6 +281,30 @@ class PlanConfig:
 
 
 @dataclass
+class EvalConfig:
+    """lm-eval benchmarks (llmexp/eval/, docs/eval.md): at `stage=eval`, and every
+    `every_n_steps` during training when set. Tasks are lm-eval task, group or tag names;
+    llmexp's offline ones are llmexp_smoke_{mc,ppl,gen} (tag llmexp_smoke)."""
+
+    name: str = "none"  # none | smoke | standard | your own conf/eval/<name>.yaml
+    tasks: List[str] = field(default_factory=list)
+    num_fewshot: Optional[int] = None  # None: each task's own default
+    limit: Optional[float] = None  # per task: a count (>= 1) or a fraction (< 1) of its documents
+    batch_size: int = 8
+    max_gen_toks: int = 256  # generate_until's default when a task gives none
+    every_n_steps: Optional[int] = None  # in-training evaluation interval (optimizer steps)
+    intrinsic_text: Optional[str] = None  # stage=eval: "val" (the data group's held-out split) or a .txt/.jsonl file
+    log_samples: bool = False
+    seed: int = 1234
+
+
+@dataclass
+class PipelineStep:
+    name: str = MISSING  # the step's name: its run folder is <pipeline run_dir>/<index>-<name>
+    overrides: List[str] = field(default_factory=list)  # Hydra overrides for this step (stage=..., ...)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -153,9 +315,13 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     name: Optional[str] = None  # None: "<stage>-<model>"
     out_dir: str = "runs"  # runs go to <out_dir>/<name>-<config hash> unless run_dir is set
     run_dir: Optional[str] = None
     resume: Optional[str] = None  # a checkpoint or run folder; a run folder resumes by itself
-    init_from: Optional[str] = None  # weights to start from: an llmexp checkpoint or run folder
+    init_from: Optional[str] = None  # weights to start from: an llmexp checkpoint or run folder, or a transformers folder
+    # experiment/ chains (llmexp/pipeline.py): each step's overrides, run in order, each step
+    # starting from the previous step's run folder; empty: a single run.
+    pipeline: List[PipelineStep] = field(default_factory=list)
     dry_run: Any = False  # false | true | json

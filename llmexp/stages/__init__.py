@@ -12,7 +12,12 @@ from llmexp.data.datamodule import token_datamodule
 from llmexp.data.prepare import prepare_data
 from llmexp.plan import Plan
 from llmexp.stages.base import StageModule
+from llmexp.stages.dpo import DPOModule, prepare_dpo
+from llmexp.stages.posttrain import example_datamodule
 from llmexp.stages.pretrain import PretrainModule
+from llmexp.stages.reward import RewardModule, prepare_pairs
+from llmexp.stages.rlhf import RLHFModule, prepare_rlhf
+from llmexp.stages.sft import SFTModule, prepare_sft
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,10 @@ class Stage:
 
 STAGES: dict[str, Stage] = {
     "pretrain": Stage(PretrainModule, prepare_data, token_datamodule),
+    "sft": Stage(SFTModule, prepare_sft, example_datamodule),
+    "reward": Stage(RewardModule, prepare_pairs, example_datamodule),
+    "dpo": Stage(DPOModule, prepare_dpo, example_datamodule),
+    "rlhf": Stage(RLHFModule, prepare_rlhf, example_datamodule),
 }
 
-__all__ = ["STAGES", "Stage", "StageModule", "PretrainModule"]
+__all__ = ["STAGES", "Stage", "StageModule", "PretrainModule", "SFTModule", "RewardModule", "DPOModule", "RLHFModule"]

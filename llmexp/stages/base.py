@@ -9,11 +9,11 @@ import lightning as L
 import numpy as np
 import torch
 
-from llmexp.checkpoints import load_model_weights
 from llmexp.config.schema import Config
 from llmexp.models import Llama, LlamaShape
 from llmexp.optim import build_optimizer, lr_multiplier
-from llmexp.parallel.apply import apply_parallelism
+from llmexp.parallel.checkpoint import PARAM_NAMES, optimizer_param_names, rescale_batch_progress
+from llmexp.parallel.parallelize import build_model, data_parallel_rank_and_size
 from llmexp.plan import Plan
 
 
@@ -43,17 +43,18 @@ class StageModule(L.LightningModule):
     def configure_model(self) -> None:
         # Built here, not in __init__, so strategies can shard it as it is created.
         if self.model is None:
-            model = Llama(self.shape)
-            if self.cfg.init_from:  # a resumed run overwrites these with its own checkpoint
-                load_model_weights(model, self.cfg.init_from)
-            self.model = apply_parallelism(model, self.cfg.parallelism)
+            # FSDP2/TP from outside the model; the mesh is set by ModelParallelStrategy only.
+            # init_from: a resumed run overwrites these weights with its own checkpoint.
+            device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+            self.model = build_model(lambda: Llama(self.shape), self.cfg.parallelism, self.device_mesh, device,
+                                     self.plan.params_total, self.cfg.trainer.seed, self.cfg.init_from)
 
     def forward(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.model(tokens, **kwargs)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, n_tokens = self.loss(batch)
-        self._tokens_since += n_tokens * self.trainer.world_size
+        self._tokens_since += n_tokens * data_parallel_rank_and_size(self.trainer)[1]  # TP ranks share a batch
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
@@ -65,6 +66,13 @@ class StageModule(L.LightningModule):
             tokens_per_s = self._tokens_since / (now - self._last_step_time)
             self.log("throughput/tokens_per_s", tokens_per_s, prog_bar=True, on_step=True, on_epoch=False)
             self.log("tokens", float(self.global_step * self.plan.tokens_per_step), on_step=True, on_epoch=False)
+            # Per-source tokens drawn by the data mixture so far, and the realized shares.
+            source_tokens = getattr(getattr(self.trainer, "datamodule", None), "source_tokens", None)
+            if source_tokens is not None:
+                drawn = source_tokens(self.global_step * self.plan.global_batch_size)
+                for name, n in drawn.items():
+                    self.log(f"data/tokens_{name}", float(n), on_step=True, on_epoch=False)
+                    self.log(f"data/share_{name}", n / max(1, sum(drawn.values())), on_step=True, on_epoch=False)
         if self._last_step_time is None or self.global_step % self.cfg.trainer.log_every == 0:
             self._last_step_time, self._tokens_since = now, 0
 
@@ -78,7 +86,8 @@ class StageModule(L.LightningModule):
     def configure_optimizers(self):
         # fp16's grad scaler needs unscaled gradients to clip: no fused kernel there.
         fusable = self.cfg.parallelism.precision != "16-mixed"
-        optimizer = build_optimizer(self.model, self.cfg.optimizer, self.device.type if fusable else "none")
+        # The whole module: the network plus any heads a stage adds (frozen parts are skipped).
+        optimizer = build_optimizer(self, self.cfg.optimizer, self.device.type if fusable else "none")
         total = self.plan.steps
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: lr_multiplier(step, total, self.cfg.optimizer)
@@ -91,8 +100,10 @@ class StageModule(L.LightningModule):
         if self.cfg.parallelism.precision == "16-mixed":
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         max_norm = self.cfg.optimizer.grad_clip or float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        norm = torch.nn.utils.clip_grad_norm_([p for p in self.parameters() if p.requires_grad], max_norm)
         if self.global_step % self.cfg.trainer.log_every == 0:
+            if hasattr(norm, "full_tensor"):  # FSDP2/TP: a DTensor, already reduced over the mesh
+                norm = norm.full_tensor()
             self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -101,6 +112,8 @@ class StageModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["llmexp"] = self.checkpoint_meta
+        if self.device_mesh is None and self._trainer is not None:  # plain optimizer ids: name them for fsdp/tp
+            checkpoint[PARAM_NAMES] = optimizer_param_names(self, self.trainer.optimizers)
         checkpoint["rng"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -109,6 +122,7 @@ class StageModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rescale_batch_progress(checkpoint, self.plan.grad_accumulation)  # resumed under another dp degree
         rng = checkpoint.get("rng")
         if not rng:
             return
