@@ -118,9 +118,26 @@ def loadable_checkpoint(path: Path, strategy: str) -> Path:
     if strategy in MODEL_PARALLEL:
         return path if is_distributed_checkpoint(path) else _keyed_by_names(path)
     if not is_distributed_checkpoint(path):
+        _refuse_gathered_model_parallel(path, strategy)
         return path
     out = Path(tempfile.mkdtemp(prefix="llmexp-consolidated-")) / "last.ckpt"
     return consolidate(path, out)
+
+
+def _refuse_gathered_model_parallel(path: Path, strategy: str) -> None:
+    """A single-file fsdp/tp checkpoint (distributed_checkpoint=false) keeps AdamW state in
+    Lightning's module order, which single/ddp would map onto the wrong parameters: refuse it."""
+    import torch
+
+    from llmexp.config.errors import ConfigError
+    from llmexp.parallel.layout import MODEL_PARALLEL
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    saved = checkpoint.get("llmexp", {}).get("config", {}).get("parallelism", {}).get("strategy")
+    if saved in MODEL_PARALLEL and checkpoint.get("optimizer_states"):
+        raise ConfigError("resume", str(path), f"a single-file {saved} checkpoint cannot resume under {strategy} "
+                          f"(its optimizer state is in module order): resume with parallelism={saved}, or "
+                          "save sharded checkpoints (parallelism.distributed_checkpoint=true)")
 
 
 def _keyed_by_names(path: Path) -> Path:
