@@ -263,6 +263,10 @@ def _fit(args):
     return fit, study, (study.root if study else args.points.parent)
 
 
+def _iv(interval) -> str:
+    return f"[{interval[0]:.4g}, {interval[1]:.4g}]" if interval else ""
+
+
 def cmd_fit(args) -> None:
     from llmexp.scaling.fit import write
 
@@ -275,7 +279,8 @@ def cmd_fit(args) -> None:
     print(f"{len(fit.results.points)} runs used, {len(fit.results.excluded)} left out; wrote {path}")
     if fit.isoflop:
         law, iv = fit.isoflop.law, d["isoflop"].get("intervals", {})
-        print(f"approach 2: N_opt = {law.kN:.4g} C^{law.a:.4f} {iv.get('a') or ''}, D_opt = {law.kD:.4g} C^{law.b:.4f} {iv.get('b') or ''}")
+        print(f"approach 2: N_opt = {law.kN:.4g} C^{law.a:.4f} {_iv(iv.get('a'))}, "
+              f"D_opt = {law.kD:.4g} C^{law.b:.4f} {_iv(iv.get('b'))}")
         for w in fit.isoflop.warnings:
             print(f"  warning: {w}")
     else:
@@ -289,9 +294,9 @@ def cmd_fit(args) -> None:
         print(f"approach 3: not fitted: {fit.parametric_reason}")
     for key, entry in d.get("prediction", {}).items():
         if key != "compute":
-            loss = f", loss {entry['loss']:.4f} {entry.get('loss_interval') or ''}" if "loss" in entry else ""
-            print(f"at {args.target:.4g} FLOPs ({key}): N_opt {entry['params']:.4g} {entry.get('params_interval') or ''}, "
-                  f"D_opt {entry['tokens']:.4g} {entry.get('tokens_interval') or ''}{loss}")
+            loss = f", loss {entry['loss']:.4f} {_iv(entry.get('loss_interval'))}" if "loss" in entry else ""
+            print(f"at {args.target:.4g} FLOPs ({key}): N_opt {entry['params']:.4g} {_iv(entry.get('params_interval'))}, "
+                  f"D_opt {entry['tokens']:.4g} {_iv(entry.get('tokens_interval'))}{loss}")
 
 
 def cmd_report(args) -> None:

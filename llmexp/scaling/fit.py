@@ -84,8 +84,10 @@ class StudyFit:
              "excluded_budgets": [{"budget": c, "why": why} for c, why in f.excluded],
              "warnings": f.warnings, "bootstrap_failed": f.boot_failed}
         if f.boot is not None and len(f.boot):
-            d["intervals"] = {"a": interval(f.boot[:, 1], self.level), "b": interval(f.boot[:, 3], self.level),
-                              "kN": interval(np.exp(f.boot[:, 0]), self.level), "kD": interval(np.exp(f.boot[:, 2]), self.level)}
+            with np.errstate(over="ignore"):  # a wild resample's coefficient: inf, dropped by interval()
+                d["intervals"] = {"a": interval(f.boot[:, 1], self.level), "b": interval(f.boot[:, 3], self.level),
+                                  "kN": interval(np.exp(f.boot[:, 0]), self.level),
+                                  "kD": interval(np.exp(f.boot[:, 2]), self.level)}
         return d
 
     def _parametric_dict(self) -> dict:

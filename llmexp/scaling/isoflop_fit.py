@@ -3,8 +3,10 @@ against log N; its vertex is that budget's compute-optimal N (and the D it buys)
 N_opt = kN C**a and D_opt = kD C**b are then least-squares lines through the vertices in
 log-log space.
 
-Bootstrap: the runs of each budget are resampled (multinomial weights), and every resample's
-parabolas are solved at once as a batch of 3x3 weighted normal equations.
+Bootstrap: the sizes of an IsoFLOP study are chosen, not sampled, so resampling runs would
+mostly draw fewer than three distinct sizes at a budget. The residuals of the parabolas are
+resampled instead (pooled over budgets, scaled for leverage) and added to each budget's fitted
+curve; every resample's parabolas are one matrix product.
 """
 from __future__ import annotations
 
@@ -47,21 +49,27 @@ class IsoflopFit:
     boot_failed: int = 0
 
 
-def _design(x: np.ndarray) -> np.ndarray:
-    return np.stack([x * x, x, np.ones_like(x)], axis=-1)
+@dataclass
+class _Budget:
+    """One budget's runs in the coordinates of its parabola fit."""
+
+    x: np.ndarray  # log N - x_mean
+    y: np.ndarray  # final loss
+    x_mean: float
+    d_slope: float  # log D = d_icpt + d_slope log N at this budget
+    d_icpt: float
+
+    @property
+    def design(self) -> np.ndarray:
+        return np.stack([self.x * self.x, self.x, np.ones_like(self.x)], axis=-1)
 
 
-def _parabolas(x, y, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted parabola fits for every row of `weights` (R, n): coefficients (R, 3), vertex x,
-    vertex loss, and valid (>= 3 distinct sizes drawn and the parabola opens upward)."""
-    X = _design(x)
-    M = np.einsum("rn,ni,nj->rij", weights, X, X)
-    v = np.einsum("rn,ni,n->ri", weights, X, y)
-    distinct = (weights > 0).sum(axis=1) >= MIN_SIZES
-    coef = np.full((len(weights), 3), np.nan)
-    coef[distinct] = np.linalg.solve(M[distinct], v[distinct][..., None])[..., 0]
+def _vertices(budget: _Budget, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares parabolas through each row of losses Y (R, n): coefficients (R, 3), vertex
+    x, vertex loss, and whether the parabola opens upward (has a minimum)."""
+    coef = Y @ np.linalg.pinv(budget.design).T
     c2, c1, c0 = coef.T
-    valid = distinct & (c2 > 0)
+    valid = c2 > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         xv = np.where(valid, -c1 / (2 * c2), np.nan)
         return coef, xv, c0 - c1 * c1 / (4 * c2), valid
@@ -85,22 +93,21 @@ def fit(budget, N, D, L, *, bootstrap: int = 0, seed: int = 0, flops: str = "exa
             excluded.append((float(C), f"{sizes} distinct model size(s); a parabola needs {MIN_SIZES}"))
             continue
         logN = np.log(N[idx])
-        x_mean = float(logN.mean())
-        x = logN - x_mean
-        coef, xv, lv, valid = _parabolas(x, L[idx], np.ones((1, len(idx))))
+        # D is a function of N at a fixed budget (C / FLOPs per token): interpolate it in log-log.
+        d_slope, d_icpt = np.polyfit(logN, np.log(D[idx]), 1)
+        group = _Budget(logN - logN.mean(), L[idx], float(logN.mean()), float(d_slope), float(d_icpt))
+        coef, xv, lv, valid = _vertices(group, group.y[None])
         if not valid[0]:
             excluded.append((float(C), "loss does not curve upward in log N (no minimum): widen the sizes"))
             continue
-        # D is a function of N at a fixed budget (C / FLOPs per token): interpolate it in log-log.
-        d_slope, d_icpt = np.polyfit(logN, np.log(D[idx]), 1)
-        logN_opt = float(xv[0]) + x_mean
-        interior = bool(x.min() <= xv[0] <= x.max())
+        logN_opt = float(xv[0]) + group.x_mean
+        interior = bool(group.x.min() <= xv[0] <= group.x.max())
         if not interior:
             warnings.append(f"budget {C:.3g}: the fitted minimum N={np.exp(logN_opt):.3g} lies outside the sizes "
                             f"trained ({N[idx].min():.3g}..{N[idx].max():.3g}); it is extrapolated")
         minima.append(BudgetMinimum(float(C), len(idx), float(np.exp(logN_opt)), float(np.exp(d_icpt + d_slope * logN_opt)),
-                                    float(lv[0]), tuple(float(c) for c in coef[0]), x_mean, interior))
-        groups.append((x, L[idx], x_mean, d_slope, d_icpt))
+                                    float(lv[0]), tuple(float(c) for c in coef[0]), group.x_mean, interior))
+        groups.append(group)
     if len(minima) < MIN_BUDGETS:
         why = "; ".join(f"{c:.3g}: {r}" for c, r in excluded) or "none excluded"
         raise ScalingError(f"IsoFLOP fit (approach 2): {len(minima)} usable budget(s), needs >= {MIN_BUDGETS} budgets "
@@ -113,20 +120,39 @@ def fit(budget, N, D, L, *, bootstrap: int = 0, seed: int = 0, flops: str = "exa
                              source="llmexp.scaling approach 2 fit (IsoFLOP minima)", flops=flops)
     result = IsoflopFit(minima, law, excluded, warnings)
     if bootstrap:
-        result.boot, result.boot_failed = _bootstrap(groups, logC, bootstrap, seed)
+        pool = _residual_pool(groups)
+        if pool is None:
+            warnings.append("no parabola has more runs than coefficients: no residuals, so no bootstrap intervals "
+                            f"(train >= {MIN_SIZES + 1} sizes per budget)")
+        else:
+            result.boot, result.boot_failed = _bootstrap(groups, pool, logC, bootstrap, seed)
     return result
 
 
-def _bootstrap(groups, logC, R: int, seed: int) -> tuple[np.ndarray, int]:
+def _residual_pool(groups: List[_Budget]) -> Optional[np.ndarray]:
+    """Every budget's parabola residuals, divided by sqrt(1 - leverage) so that they have the
+    noise's variance, centred; None when no budget has more runs than coefficients."""
+    pooled = []
+    for g in groups:
+        X = g.design
+        leverage = np.einsum("ij,ji->i", X, np.linalg.pinv(X))
+        free = leverage < 1 - 1e-9
+        residual = g.y - X @ (np.linalg.pinv(X) @ g.y)
+        pooled.append(residual[free] / np.sqrt(1 - leverage[free]))
+    pool = np.concatenate(pooled)
+    return pool - pool.mean() if pool.size else None
+
+
+def _bootstrap(groups: List[_Budget], pool: np.ndarray, logC: np.ndarray, R: int, seed: int) -> tuple[np.ndarray, int]:
     rng = np.random.default_rng(seed)
     logN_opt, logD_opt = np.empty((R, len(groups))), np.empty((R, len(groups)))
     ok = np.ones(R, bool)
-    for j, (x, y, x_mean, d_slope, d_icpt) in enumerate(groups):
-        w = rng.multinomial(len(x), np.full(len(x), 1.0 / len(x)), size=R).astype(float)
-        _, xv, _, valid = _parabolas(x, y, w)
+    for j, g in enumerate(groups):
+        fitted = g.design @ (np.linalg.pinv(g.design) @ g.y)
+        _, xv, _, valid = _vertices(g, fitted + rng.choice(pool, size=(R, len(g.y))))
         ok &= valid
-        logN_opt[:, j] = xv + x_mean
-        logD_opt[:, j] = d_icpt + d_slope * logN_opt[:, j]
+        logN_opt[:, j] = xv + g.x_mean
+        logD_opt[:, j] = g.d_icpt + g.d_slope * logN_opt[:, j]
     n_icpt, n_slope = _line(logC, logN_opt[ok])
     d_icpt, d_slope = _line(logC, logD_opt[ok])
     return np.stack([n_icpt, n_slope, d_icpt, d_slope], axis=1), int((~ok).sum())

@@ -109,15 +109,20 @@ def loss_contours(fit: StudyFit, path: Path) -> Optional[Path]:
         n_hi, d_hi = max(n_hi, n_t * 2), max(d_hi, d_t * 2)
     gN, gD = np.meshgrid(np.geomspace(n_lo, n_hi, 200), np.geomspace(d_lo, d_hi, 200))
     fig, ax = plt.subplots(figsize=(7, 5.5))
-    cs = ax.contourf(gN, gD, law.loss(gN, gD), levels=20, cmap="magma_r", alpha=0.85)
+    grid_loss = law.loss(gN, gD)
+    observed = [p.loss for p in fit.results.points]
+    # Colour the range the runs and the frontier live in; the grid's far corner would wash it out.
+    top = max(observed) + 0.5 * (max(observed) - min(observed))
+    levels = np.linspace(grid_loss.min(), max(top, grid_loss.min() + 1e-3), 21)
+    cs = ax.contourf(gN, gD, grid_loss, levels=levels, cmap="magma_r", alpha=0.85, extend="max")
     fig.colorbar(cs, ax=ax, label="predicted loss")
     for C in sorted({p.budget for p in fit.results.points if p.budget}):
         ax.plot(gN[0], C / (6 * gN[0]), color="white", lw=0.8, ls=":")
     frontier_C = 6 * np.geomspace(n_lo * d_lo, n_hi * d_hi, 100)
     fN, fD = law.optimal(frontier_C)
     ax.plot(fN, fD, color="cyan", lw=2, label="compute-optimal frontier")
-    ax.scatter(N, D, c=[p.loss for p in fit.results.points], cmap="magma_r", vmin=cs.get_clim()[0],
-               vmax=cs.get_clim()[1], edgecolor="black", zorder=3, label="runs")
+    ax.scatter(N, D, c=observed, cmap="magma_r", vmin=levels[0], vmax=levels[-1], edgecolor="black", zorder=3,
+               label="runs")
     if fit.target:
         ax.scatter([n_t], [d_t], marker="*", s=250, color="cyan", edgecolor="black", zorder=4,
                    label=f"optimum at {fit.target:.3g} FLOPs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from typing import IO, Callable, List, Tuple
 
 import llmexp
 from llmexp.scaling.study import Study, StudyRun
+
+STOP_SECONDS = 30  # an interrupted run's grace to stop before it is killed
 
 
 def finished(study: Study, run: StudyRun) -> bool:
@@ -62,6 +65,7 @@ def run_study(study: Study, jobs: int = 1, echo: Callable[[str], None] = print) 
     logs.mkdir(parents=True, exist_ok=True)
     running: List[Tuple[StudyRun, subprocess.Popen, float, IO]] = []
     total = len(todo)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the study like Ctrl-C
     try:
         while todo or running:
             while todo and len(running) < jobs:
@@ -77,12 +81,21 @@ def run_study(study: Study, jobs: int = 1, echo: Callable[[str], None] = print) 
                 log.close()
                 _record(study, run, proc.returncode, time.perf_counter() - t0, outcome, echo)
     finally:  # interrupted: stop the runs this process started; rerunning resumes them
+        signal.signal(signal.SIGTERM, previous)
         for _, proc, _, log in running:
             proc.terminate()
-            proc.wait()
+            try:
+                proc.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             log.close()
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _record(study: Study, run: StudyRun, returncode: int, seconds: float, outcome: Outcome, echo) -> None:

@@ -60,9 +60,9 @@ FAMILIES = {
     # The `tiny` preset's shape rule: d/L = 64, 32-wide heads, 2 query heads per KV head, tied.
     "tiny": ShapeFamily("tiny", head_dim=32, aspect=64, kv_ratio=2, ffn_multiple=64, tie_embeddings=True,
                         max_seq_len=256, tokenizer="bpe"),
-    # For CPU studies below a few million parameters: d/L = 32 and a 32-wide width grid give a
-    # shape every factor ~1.3 in N where `tiny` jumps by 3-4x.
-    "micro": ShapeFamily("micro", head_dim=32, aspect=32, kv_ratio=1, ffn_multiple=32, tie_embeddings=True,
+    # For CPU studies below a few million parameters: d/L = 32 on a 16-wide width grid gives a
+    # shape every factor ~1.2-1.5 in N where `tiny` jumps by 3-4x.
+    "micro": ShapeFamily("micro", head_dim=16, aspect=32, kv_ratio=1, ffn_multiple=32, tie_embeddings=True,
                          max_seq_len=256, tokenizer="bpe"),
     # GPT-3 Small's (the `125m` preset): d/L = 64, 64-wide heads, tied embeddings.
     "gpt": ShapeFamily("gpt", head_dim=64, aspect=64, kv_ratio=1, ffn_multiple=256, tie_embeddings=True,

@@ -74,6 +74,14 @@ def test_isoflop_fit_reports_unusable_budgets_and_refuses_too_few():
     assert [c for c, _ in fit.excluded] == [1e21] and len(fit.minima) == 3
 
 
+def test_isoflop_intervals_need_residuals():
+    B, N, D, L = isoflop_points(CHINCHILLA, [1e18, 1e19, 1e20], sizes=3, noise=0.01)
+    fit = isoflop_fit.fit(B, N, D, L, bootstrap=50)
+    assert fit.boot is None and any("no residuals" in w for w in fit.warnings)
+    B, N, D, L = isoflop_points(CHINCHILLA, [1e18, 1e19, 1e20], sizes=4, noise=0.01)
+    assert isoflop_fit.fit(B, N, D, L, bootstrap=50).boot.shape[1] == 4
+
+
 def test_extrapolated_minimum_is_a_warning():
     B, N, D, L = isoflop_points(CHINCHILLA, [1e18, 1e19], sizes=4, noise=0.0, span=4)
     shifted = N * np.where(B == 1e18, 4.0, 1.0)  # train only sizes above the optimum at 1e18
