@@ -69,7 +69,7 @@ def test_packed_documents_do_not_see_each_other(tokenizer):
 
 @pytest.mark.parametrize("line,message", [
     ("{not json", "invalid JSON"),
-    ('["a", "list"]', "a record must be a JSON object"),
+    ('["a", "list"]', "expected a JSON object, got list"),
     ({"text": "hello"}, "no field 'prompt': needs 'messages' or 'prompt' + 'response'"),
     ({"prompt": "p"}, "no field 'response'"),
     ({"messages": "hi"}, "'messages' must be a non-empty list"),
