@@ -59,7 +59,7 @@ def test_user_config_dir_adds_options(tmp_path):
 
 
 def test_recipe_follows_the_model_and_command_line_wins():
-    assert llmexp.compose([]).trainer.max_tokens == 655360  # recipe/tiny.yaml
+    assert llmexp.compose([]).trainer.max_tokens == 491520  # recipe/tiny.yaml
     assert llmexp.compose(["model=7b"]).trainer.global_batch_size == 1024  # recipe/7b.yaml
     assert llmexp.compose(["model=125m"]).trainer.max_tokens is None  # no recipe: plan decides
     assert llmexp.compose(["trainer.global_batch_size=32"]).trainer.global_batch_size == 32

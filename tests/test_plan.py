@@ -26,7 +26,7 @@ def test_whichever_budget_is_reached_first_wins():
     cfg = llmexp.compose(["trainer.max_steps=10"])  # the tiny recipe also sets max_tokens
     plan = llmexp.derive(cfg)
     assert plan.steps == 10 and "max_steps" in plan.budget_source
-    assert llmexp.derive(llmexp.compose(["trainer.max_steps=100000"])).steps == math.ceil(655360 / 4096)
+    assert llmexp.derive(llmexp.compose(["trainer.max_steps=100000"])).steps == math.ceil(491520 / 4096)
 
 
 def test_flops_per_token_is_6n_plus_attention():
