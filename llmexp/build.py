@@ -1,69 +1,26 @@
 """Lower pass: validated Config + Plan + prepared data -> LightningModule, DataModule, Trainer."""
 from __future__ import annotations
 
-import hashlib
-import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
-from llmexp.callbacks import AtomicCheckpointIO, LossPlot, RunCSVLogger
+from llmexp.callbacks import AtomicCheckpointIO, LossPlot
 from llmexp.config.schema import Config
 from llmexp.parallel.strategy import lightning_strategy, resolve_accelerator
 from llmexp.plan import Plan
 from llmexp.stages import STAGES
-
-
-def wandb_online() -> bool:
-    """Online only with an API key (environment or `wandb login`'s netrc entry)."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        import netrc
-
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-
-
-def build_loggers(cfg: Config, run_dir: Path, flat_config: dict[str, Any]) -> list:
-    loggers = [RunCSVLogger(run_dir)]  # <run_dir>/metrics.csv, always
-    if cfg.logger.name == "wandb":
-        from lightning.pytorch.loggers import WandbLogger
-
-        online = wandb_online()
-        if not online:
-            os.environ.setdefault("WANDB_MODE", "offline")
-        loggers.append(
-            WandbLogger(
-                project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.logger.group,
-                tags=list(cfg.logger.tags), name=run_dir.name, id=_wandb_run_id(run_dir),
-                save_dir=str(run_dir), offline=not online, resume="allow",
-            )
-        )
-    elif cfg.logger.name == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
-    return loggers
-
-
-def _wandb_run_id(run_dir: Path) -> str:
-    """A W&B sweep agent assigns the id (WANDB_RUN_ID); otherwise one derived from the run
-    folder's absolute path, so a resumed run continues the same W&B run and two folders of
-    the same name never share one."""
-    digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:8]
-    return os.environ.get("WANDB_RUN_ID") or f"{run_dir.name[:48]}-{digest}"
+from llmexp.tracking import build_loggers
 
 
 def build(
     cfg: Config, plan: Plan, data: Any, run_dir: Path, checkpoint_meta: dict[str, Any],
-    flat_config: dict[str, Any],
+    flat_config: dict[str, Any], extra_callbacks: Sequence[L.Callback] = (),
 ) -> tuple[L.LightningModule, L.LightningDataModule, L.Trainer]:
-    """`data` is what the stage's `prepare` returned."""
+    """`data` is what the stage's `prepare` returned; `extra_callbacks` join the Trainer's own."""
     t = cfg.trainer
     accelerator = resolve_accelerator(t.accelerator)
     stage = STAGES[cfg.stage.name]
@@ -80,10 +37,7 @@ def build(
         LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", getattr(data, "val_unigram_entropy", None)),
         TQDMProgressBar(refresh_rate=max(1, plan.grad_accumulation)),
     ]
-    if cfg.eval.every_n_steps:  # lm-eval tasks during training (llmexp/eval/harness.py)
-        from llmexp.eval.harness import eval_callback
-
-        callbacks.append(eval_callback(cfg, run_dir, data.tokenizer))
+    callbacks.extend(extra_callbacks)
     trainer = L.Trainer(
         accelerator=accelerator,
         devices=t.devices,

@@ -34,10 +34,10 @@ def model_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
 def load_model_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Start `model` from the weights of an llmexp checkpoint or run folder, or of a
     transformers Llama-family folder (safetensors only, names mapped in llmexp/interop/hf.py)."""
-    from llmexp.interop import is_hf_folder
+    from llmexp.hf_config import is_hf_folder
 
     if is_hf_folder(path):
-        from llmexp.interop.hf import load_hf_weights
+        from llmexp.models.hf import load_hf_weights
 
         load_hf_weights(model, path)
         return

@@ -9,6 +9,8 @@ import json
 import sys
 from typing import Optional, Sequence
 
+from llmexp.config.errors import fail
+
 # `llmexp <subcommand> ...`: tools beside the run itself; each module has `main(argv)`.
 SUBCOMMANDS = {
     "prepare": ("llmexp.data.cli", "tokenize a data mix into cached shards once, for many runs"),
@@ -46,13 +48,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("overrides", nargs="*")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        _fail(f"unknown option {unknown[0]!r}: see python -m llmexp --help")
+        fail(f"unknown option {unknown[0]!r}: see python -m llmexp --help")
     return args
-
-
-def _fail(message: str) -> None:
-    print(f"llmexp: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -82,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         cfg = compose(args.overrides, args.config_dir)
         plan = derive(cfg)
     except ConfigError as err:
-        _fail(str(err))
+        fail(str(err))
     if cfg.pipeline:  # an experiment/ chain: every step is planned before the first one runs
         from llmexp.data.sources import DataError
         from llmexp.pipeline import pipeline_main
@@ -91,7 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         try:
             pipeline_main(cfg, args.overrides, args.config_dir)
         except (ConfigError, PreflightError, DataError) as err:
-            _fail(str(err))
+            fail(str(err))
         return
     if args.cfg:
         from omegaconf import OmegaConf
@@ -106,19 +103,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
         print(format_plan(plan))
         return
+    from llmexp.execute import execute
+
     execute(cfg, plan, argv)
-
-
-def execute(cfg, plan, argv: Sequence[str]) -> dict:
-    """Run a validated config; bad input found on the way is still one line and exit 2."""
-    from llmexp.config.errors import ConfigError
-    from llmexp.data.sources import DataError
-    from llmexp.run import PreflightError, run
-
-    try:
-        return run(cfg, plan, list(argv))
-    except (ConfigError, PreflightError, DataError) as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        print("llmexp: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
-        raise SystemExit(130)

@@ -18,7 +18,7 @@ def multirun(overrides: Sequence[str], config_dirs: Sequence[str]) -> None:
 
     @hydra.main(config_path=str(conf_dir()), config_name=PRIMARY_CONFIG, version_base="1.3")
     def job(composed: DictConfig) -> float:
-        from llmexp.cli import execute
+        from llmexp.execute import execute
         from llmexp.config.validate import validate
         from llmexp.plan import derive
 

@@ -19,7 +19,9 @@ from llmexp.config.errors import ConfigError
 from llmexp.config.rules import PLANNED_RUNS
 from llmexp.config.schema import Config
 from llmexp.io import atomic_write_text
+from llmexp.execute import run_config
 from llmexp.plan import Plan, format_plan
+from llmexp.rundir import config_dict, experiment_hash
 
 STEP_REF = re.compile(r"\{step:([^}]+)\}")
 
@@ -34,8 +36,6 @@ class Step:
 
 
 def pipeline_dir(cfg: Config) -> Path:
-    from llmexp.run import experiment_hash
-
     if cfg.run_dir:
         return Path(cfg.run_dir).expanduser().resolve()
     return (Path(cfg.out_dir).expanduser() / f"{cfg.name or 'pipeline'}-{experiment_hash(cfg)}").resolve()
@@ -66,8 +66,6 @@ def plan_pipeline(cfg: Config, argv: Sequence[str], config_dirs: Iterable[str] =
             step_cfg = compose(overrides, config_dirs)
         except ConfigError as err:
             raise ConfigError(f"pipeline.{i}({spec.name}).{err.key}", err.value, err.allowed) from None
-        from llmexp.run import config_dict
-
         # The next steps validate against this one's config before its run folder exists.
         PLANNED_RUNS[str(folders[spec.name])] = config_dict(step_cfg)
         steps.append(Step(spec.name, overrides, step_cfg, derive(step_cfg), folders[spec.name]))
@@ -84,8 +82,6 @@ def describe(steps: list[Step]) -> str:
 
 def run_pipeline(cfg: Config, argv: Sequence[str], config_dirs: Iterable[str] = ()) -> list[dict]:
     """Plan every step, then run them in order; returns each step's summary."""
-    from llmexp.run import run
-
     steps = plan_pipeline(cfg, argv, config_dirs)
     root = pipeline_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
@@ -101,7 +97,7 @@ def run_pipeline(cfg: Config, argv: Sequence[str], config_dirs: Iterable[str] = 
             summaries.append(json.loads(done.read_text()))
             continue
         print(f"\n[{i}] {s.name}: running in {s.run_dir}", flush=True)
-        summaries.append(run(s.cfg, s.plan, s.overrides))
+        summaries.append(run_config(s.cfg, s.plan, s.overrides))
     atomic_write_text(root / "summary.json", json.dumps(
         {"status": "finished", "steps": [{"name": s.name, **m} for s, m in zip(steps, summaries)]}, indent=2))
     return summaries

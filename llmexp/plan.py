@@ -17,7 +17,7 @@ from typing import List, Optional
 from llmexp.accelerators import ACCELERATORS
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config, ModelConfig
-from llmexp.parallel.layout import SHARDED, Layout, layout_of
+from llmexp.layout import SHARDED, Layout, explicit_layout, world_size
 
 GiB = 1024**3
 
@@ -322,3 +322,36 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
     ]
     lines += [f"  warning: {w}" for w in plan.warnings]
     return "\n".join(lines)
+
+
+def _replica_bytes(cfg: Config) -> float:
+    """Per-device bytes of a full replica (ddp), from the plan's own memory model."""
+    params = count_params(cfg.model, vocab_size_of(cfg))
+    memory = estimate_memory(cfg, params, seq_len_of(cfg), Layout("ddp", world_size(cfg), 1))
+    return memory.total
+
+
+def auto_layout(cfg: Config) -> Layout:
+    """`strategy=auto`: one device -> single; a full replica fits in 85% of the accelerator's
+    memory -> ddp; otherwise fsdp over every device, and 2-D fsdp_tp (tp within a node, at most
+    8, dividing the heads) when even a 1/world shard of weights and state would not fit."""
+    world = world_size(cfg)
+    if world == 1:
+        return Layout("single", 1, 1)
+    budget = 0.85 * ACCELERATORS[cfg.plan.accelerator].memory_bytes
+    if _replica_bytes(cfg) <= budget:
+        return Layout("ddp", world, 1)
+    n = count_params(cfg.model, vocab_size_of(cfg)).total
+    if 16 * n / world <= 0.5 * budget:  # fp32 weights + grads + 2 AdamW moments, sharded
+        return Layout("fsdp", world, 1)
+    m = cfg.model
+    kv = m.n_kv_heads or m.n_heads
+    for tp in (8, 4, 2):
+        if cfg.trainer.devices % tp == 0 and kv % tp == 0 and m.ffn_dim % tp == 0:
+            return Layout("fsdp_tp", world // tp, tp)
+    return Layout("fsdp", world, 1)
+
+
+def layout_of(cfg: Config) -> Layout:
+    """The run's layout: the named strategy's, or the planner's choice for `strategy=auto`."""
+    return auto_layout(cfg) if cfg.parallelism.strategy == "auto" else explicit_layout(cfg)

@@ -1,115 +1,29 @@
 """Run pass: the run folder, preflight, data, build, fit, and what a run leaves behind.
 
-A run folder holds config.yaml, command.txt, meta.json, plan.json, metrics.csv, loss.png,
+The run folder's own files are written by llmexp/rundir.py. The run folder's own files are written by llmexp/rundir.py. A run folder holds config.yaml, command.txt, meta.json, plan.json, metrics.csv, loss.png,
 checkpoints/{last,best}.ckpt, tokenizer/ and summary.json (docs/run-contract.md).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shlex
-import subprocess
-import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Optional
-
-import yaml
+from typing import Any, Callable, Sequence
 
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config
 from llmexp.io import atomic_write_text
-from llmexp.parallel.checkpoint import is_checkpoint, is_distributed_checkpoint, loadable_checkpoint
-from llmexp.parallel.layout import layout_of
-from llmexp.plan import GiB, Plan, format_plan
+from llmexp.parallel.checkpoint import loadable_checkpoint
+from llmexp.plan import GiB, Plan, format_plan, layout_of
+from llmexp.rundir import check_same_experiment, config_dict, flatten, resolve_run_dir, write_run_files
 
-# Keys (dotted prefixes) that do not change what is trained: left out of the run folder's hash
-# and of the check that a resumed run continues the same experiment.
-NON_EXPERIMENT_KEYS = ("run_dir", "resume", "dry_run", "out_dir", "logger", "eval", "data.num_proc",
-                       "data.verify_checksums", "trainer.num_workers")
-# Sections a resumed run must share with the run it continues.
-RESUME_MUST_MATCH = ("model", "tokenizer", "data", "stage")
+# Callbacks a caller adds to the run's Trainer, made once the run folder and tokenizer exist
+# (the apps layer adds lm-eval's in-training evaluation this way).
+ExtraCallbacks = Callable[[Path, Any], Sequence[Any]]
 
 
 class PreflightError(RuntimeError):
     """The plan cannot run on this machine: says what it needs, what there is, and what to do."""
-
-
-def config_dict(cfg: Config) -> dict[str, Any]:
-    return asdict(cfg)
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}: how trackers and sweeps name config keys."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def experiment_keys(tree: dict[str, Any]) -> dict[str, Any]:
-    """Flat config keys that define the experiment (NON_EXPERIMENT_KEYS left out)."""
-    return {k: v for k, v in flatten(tree).items()
-            if not any(k == p or k.startswith(p + ".") for p in NON_EXPERIMENT_KEYS)}
-
-
-def experiment_hash(cfg: Config) -> str:
-    tree = experiment_keys(config_dict(cfg))
-    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def resolve_run_dir(cfg: Config) -> tuple[Path, Optional[Path]]:
-    """(run folder, checkpoint to resume from or None)."""
-    if cfg.resume:
-        target = Path(cfg.resume).expanduser()
-        # A run folder, a .ckpt file, or a sharded checkpoint folder (fsdp/tp: llmexp/parallel/checkpoint.py).
-        run_folder = target.is_dir() and not is_distributed_checkpoint(target)
-        checkpoint = target / "checkpoints" / "last.ckpt" if run_folder else target
-        if not is_checkpoint(checkpoint):
-            raise ConfigError("resume", cfg.resume, "no checkpoints/last.ckpt in that run folder")
-        run_dir = Path(cfg.run_dir).expanduser() if cfg.run_dir else checkpoint.parent.parent
-        return run_dir.resolve(), checkpoint.resolve()
-    if cfg.run_dir:
-        run_dir = Path(cfg.run_dir).expanduser()
-    else:
-        name = cfg.name or f"{cfg.stage.name}-{cfg.model.name}"
-        # Under a W&B sweep agent the run id names the run: two runs of one grid point are two
-        # runs, and the agent resuming its run id lands in the same folder.
-        run_id = os.environ.get("WANDB_RUN_ID") or experiment_hash(cfg)
-        run_dir = Path(cfg.out_dir).expanduser() / f"{name}-{run_id}"
-    last = run_dir / "checkpoints" / "last.ckpt"
-    return run_dir.resolve(), (last.resolve() if is_checkpoint(last) else None)
-
-
-def check_same_experiment(cfg: Config, run_dir: Path) -> None:
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    old, new = experiment_keys(yaml.safe_load(saved_path.read_text())), experiment_keys(config_dict(cfg))
-    for section in RESUME_MUST_MATCH:
-        keys = {k for k in set(old) | set(new) if k.startswith(section + ".")}
-        for key in sorted(keys):
-            if old.get(key) != new.get(key):
-                raise ConfigError(
-                    key, new.get(key),
-                    f"run folder {run_dir} holds a run with {key}={old.get(key)!r}: choose another run_dir",
-                )
-
-
-def _git_commit(folder: Path) -> Optional[str]:
-    try:
-        out = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def preflight(plan: Plan, accelerator: str) -> None:
@@ -137,31 +51,9 @@ def preflight(plan: Plan, accelerator: str) -> None:
         )
 
 
-def write_run_files(cfg: Config, run_dir: Path, plan: Plan, argv: list[str]) -> dict[str, Any]:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_dict(cfg), sort_keys=False))
-    atomic_write_text(run_dir / "plan.json", json.dumps(plan.to_dict(), indent=2))
-    with (run_dir / "command.txt").open("a") as f:  # one line per invocation, resumes included
-        f.write(" ".join(shlex.quote(a) for a in [sys.executable, "-m", "llmexp", *argv]) + "\n")
-    import llmexp
-
-    meta = {
-        "command": argv,
-        "cwd": os.getcwd(),
-        "git_commit": _git_commit(Path.cwd()),
-        "llmexp_version": llmexp.__version__,
-        "llmexp_commit": _git_commit(Path(llmexp.__file__).parent),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    return meta
-
-
-def run(cfg: Config, plan: Plan, argv: list[str]) -> dict[str, Any]:
-    """Train `cfg` as `plan` says; returns the summary (also written to summary.json)."""
-    if cfg.stage.name == "eval":  # benchmarks on init_from, nothing to train (llmexp/eval/harness.py)
-        from llmexp.eval.harness import run_eval
-
-        return run_eval(cfg, plan, argv)
+def run(cfg: Config, plan: Plan, argv: list[str], extra_callbacks: ExtraCallbacks | None = None) -> dict[str, Any]:
+    """Train `cfg` as `plan` says; returns the summary (also written to summary.json).
+    `extra_callbacks(run_dir, tokenizer)` adds Trainer callbacks the caller owns."""
     run_dir, resume_from = resolve_run_dir(cfg)
     check_same_experiment(cfg, run_dir)
 
@@ -192,7 +84,8 @@ def run(cfg: Config, plan: Plan, argv: list[str]) -> dict[str, Any]:
 
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     checkpoint_meta = {"config": config_dict(cfg), **meta}
-    module, datamodule, trainer = build(cfg, plan, data, run_dir, checkpoint_meta, flatten(config_dict(cfg)))
+    extra = list(extra_callbacks(run_dir, data.tokenizer)) if extra_callbacks else []
+    module, datamodule, trainer = build(cfg, plan, data, run_dir, checkpoint_meta, flatten(config_dict(cfg)), extra)
     if hasattr(datamodule, "mixture_report"):
         print(datamodule.mixture_report(plan.steps), flush=True)
     initial_val = None

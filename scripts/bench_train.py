@@ -38,7 +38,7 @@ from llmexp.data.datamodule import WindowDataset
 from llmexp.data.prepare import prepare_data
 from llmexp.models import Llama
 from llmexp.optim import build_optimizer
-from llmexp.run import config_dict, flatten
+from llmexp.rundir import config_dict, flatten
 from llmexp.stages.base import model_shape
 
 

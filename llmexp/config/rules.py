@@ -235,7 +235,7 @@ def _check_rlhf(cfg: Config) -> None:
 
 
 def _is_checkpoint(path: str) -> bool:
-    from llmexp.interop import is_hf_folder  # os/json only: keeps this pass free of torch
+    from llmexp.hf_config import is_hf_folder  # os/json only: keeps this pass free of torch
 
     from llmexp.parallel.checkpoint import is_checkpoint  # file or sharded (DCP) folder; no torch
 
@@ -269,7 +269,7 @@ def _adopt_hf_folder(cfg: Config) -> bool:
     from dataclasses import fields
 
     from llmexp.config.schema import ModelConfig
-    from llmexp.interop import hf_model_fields, is_hf_folder, read_hf_config
+    from llmexp.hf_config import hf_model_fields, is_hf_folder, read_hf_config
 
     if cfg.init_from is None or not is_hf_folder(cfg.init_from):
         return False
@@ -429,7 +429,7 @@ def _check_parallelism(cfg: Config) -> None:
         _require(p.strategy in ("fsdp", "deepspeed"), "parallelism.cpu_offload", True, f"offload is an fsdp or deepspeed option; strategy is {p.strategy}")
     if min(t.devices, t.num_nodes, t.micro_batch_size) < 1:
         return  # _check_trainer names the bad count
-    from llmexp.parallel.layout import layout_of
+    from llmexp.plan import layout_of
 
     if p.tensor_parallel_size is not None:
         _require(p.strategy == "fsdp_tp", "parallelism.tensor_parallel_size", p.tensor_parallel_size,

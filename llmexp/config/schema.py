@@ -116,7 +116,7 @@ class OptimizerConfig:
 @dataclass
 class ParallelismConfig:
     """How the model is laid out over devices (docs/parallelism.md). Applied from outside the
-    model by llmexp/parallel/; the layout (dp x tp = devices x nodes) by llmexp/parallel/layout.py."""
+    model by llmexp/parallel/; the layout (dp x tp = devices x nodes) by llmexp/layout.py."""
 
     name: str = "auto"
     strategy: str = "auto"  # auto | single | ddp | fsdp | tp | fsdp_tp | deepspeed

@@ -14,6 +14,8 @@ import lightning as L
 from llmexp.config.schema import Config, EvalConfig
 from llmexp.eval import TASKS_DIR
 from llmexp.io import atomic_write_text
+from llmexp.rundir import config_dict, flatten, resolve_run_dir, write_run_files
+from llmexp.tracking import wandb_online
 
 
 @functools.lru_cache(maxsize=2)
@@ -96,7 +98,6 @@ def run_eval(cfg: Config, plan, argv: list[str]) -> dict[str, Any]:
     from llmexp.eval.lm import LlmexpLM
     from llmexp.interop.load import load_model
     from llmexp.parallel.strategy import resolve_accelerator
-    from llmexp.run import resolve_run_dir, write_run_files
 
     run_dir, _ = resolve_run_dir(cfg)
     meta = write_run_files(cfg, run_dir, plan, argv)
@@ -140,8 +141,6 @@ def run_eval(cfg: Config, plan, argv: list[str]) -> dict[str, Any]:
 def _wandb_stage_log(cfg: Config, run_dir: Path, results: dict[str, Any], intrinsic: Optional[dict]) -> None:
     import wandb
 
-    from llmexp.build import wandb_online
-    from llmexp.run import config_dict, flatten
 
     online = wandb_online()
     run = wandb.init(project=cfg.logger.project, entity=cfg.logger.entity, group=cfg.logger.group,

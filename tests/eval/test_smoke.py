@@ -16,7 +16,7 @@ HELD_OUT = "The library opened at nine. Students read until the light faded.\nA 
 
 
 def test_stage_eval_runs_smoke_tasks_and_writes_results(exported, tmp_path):
-    from llmexp.run import run
+    from llmexp.execute import run_config as run
 
     _, _, folder = exported
     text = tmp_path / "held_out.txt"

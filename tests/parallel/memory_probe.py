@@ -61,9 +61,9 @@ def _gathered_weights(model) -> set:
 def measure(cfg) -> dict:
     from llmexp.models import Llama
     from llmexp.optim import build_optimizer
-    from llmexp.parallel.layout import MODEL_PARALLEL, layout_of
+    from llmexp.layout import MODEL_PARALLEL
     from llmexp.parallel.parallelize import parallelize
-    from llmexp.plan import derive
+    from llmexp.plan import derive, layout_of
     from llmexp.stages.base import model_shape
 
     plan = derive(cfg)

@@ -8,7 +8,7 @@ import pytest
 
 import llmexp
 from llmexp.config.errors import ConfigError
-from llmexp.parallel.layout import layout_of
+from llmexp.plan import layout_of
 
 CPU = ["trainer.accelerator=cpu", "parallelism.precision=32"]
 

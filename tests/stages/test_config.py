@@ -9,7 +9,7 @@ import yaml
 import llmexp
 from llmexp.config.errors import ConfigError
 from llmexp.plan import lora_params
-from llmexp.run import config_dict
+from llmexp.rundir import config_dict
 from tests.stages.conftest import MODEL
 
 

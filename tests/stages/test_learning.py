@@ -16,7 +16,8 @@ from llmexp.data.chat import TEMPLATES, Skipped, pad_id_of
 from llmexp.data.preference import collate_pairs, preference_pairs
 from llmexp.models import Llama
 from llmexp.stages.posttrain import init_tokenizer, load_trained, saved_shape, sequence_logps
-from llmexp.stages.tasks import evaluate, preference_records
+from llmexp.eval.synthetic import evaluate
+from llmexp.stages.tasks import preference_records
 from tests.stages.conftest import FAST, sft_overrides, train
 
 REWARD_FN = "stage.reward_fn=llmexp.stages.tasks:sort_reward"

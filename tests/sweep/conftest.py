@@ -131,7 +131,7 @@ def sft_base(tmp_path: Path, monkeypatch) -> Path:
     """SFT_INIT_FROM for sweeps/lora_rank_sft.yaml: a pretraining run folder as validation sees it
     (config.yaml and a checkpoint file, never loaded), as tests/stages builds one."""
     import llmexp
-    from llmexp.run import config_dict
+    from llmexp.rundir import config_dict
 
     folder = tmp_path / "base"
     (folder / "checkpoints").mkdir(parents=True)

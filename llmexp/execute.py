@@ -1,0 +1,44 @@
+"""Running one validated config: `stage=eval` evaluates, every other stage trains, with lm-eval
+scoring during training when `eval.every_n_steps` asks for it. Bad input found on the way (data,
+preflight, loading) is one line on stderr and exit code 2, like a config error.
+
+Apps layer: it wires evaluation (llmexp/eval/) into the runtime's training run (llmexp/run.py),
+so the runtime never reaches up into the evaluation code.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from llmexp.config.errors import ConfigError, fail
+from llmexp.config.schema import Config
+from llmexp.data.sources import DataError
+from llmexp.plan import Plan
+from llmexp.run import PreflightError, run
+
+
+def run_config(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:
+    """Evaluate (stage=eval) or train `cfg`; returns the run's summary."""
+    if cfg.stage.name == "eval":  # benchmarks on init_from, nothing to train
+        from llmexp.eval.harness import run_eval
+
+        return run_eval(cfg, plan, list(argv))
+    if not cfg.eval.every_n_steps:
+        return run(cfg, plan, list(argv))
+    from llmexp.eval.harness import eval_callback  # lm-eval tasks during training
+
+    def in_training_eval(run_dir: Path, tokenizer) -> list:
+        return [eval_callback(cfg, run_dir, tokenizer)]
+    return run(cfg, plan, list(argv), extra_callbacks=in_training_eval)
+
+
+def execute(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:
+    """`run_config` for the command line: user-caused failures exit 2 with one line."""
+    try:
+        return run_config(cfg, plan, argv)
+    except (ConfigError, PreflightError, DataError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        print("llmexp: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        raise SystemExit(130)
