@@ -24,3 +24,15 @@ ACCELERATORS = {
         Accelerator("a10g", 125e12, 24 * GiB),
     )
 }
+
+
+def nvidia_gpu_present() -> bool:
+    """Whether this machine shows an NVIDIA GPU to this process, asked of the driver's /proc
+    entries rather than torch, so the validate pass stays free of torch (CUDA_VISIBLE_DEVICES=""
+    or "-1" hides them, as it does from CUDA)."""
+    import os
+
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    gpus = "/proc/driver/nvidia/gpus"
+    return os.path.isdir(gpus) and bool(os.listdir(gpus))

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from llmexp.config.errors import ConfigError
-from llmexp.config.rules import PLANNED_RUNS
 from llmexp.config.schema import Config
 from llmexp.io import atomic_write_text
 from llmexp.execute import run_config
@@ -51,6 +50,7 @@ def plan_pipeline(cfg: Config, argv: Sequence[str], config_dirs: Iterable[str] =
     if len(folders) != len(cfg.pipeline):
         raise ConfigError("pipeline", [s.name for s in cfg.pipeline], "step names must be unique")
     steps: list[Step] = []
+    planned: dict[str, dict] = {}  # the steps' run folders, before they exist: what later steps validate against
     for i, spec in enumerate(cfg.pipeline):
         def resolve(text: str) -> str:
             def sub(match: re.Match) -> str:
@@ -63,11 +63,10 @@ def plan_pipeline(cfg: Config, argv: Sequence[str], config_dirs: Iterable[str] =
         start = [f"init_from={steps[-1].run_dir}"] if steps else []
         overrides = [*common, *start, *map(resolve, spec.overrides), "pipeline=[]", f"run_dir={folders[spec.name]}"]
         try:
-            step_cfg = compose(overrides, config_dirs)
+            step_cfg = compose(overrides, config_dirs, planned)
         except ConfigError as err:
             raise ConfigError(f"pipeline.{i}({spec.name}).{err.key}", err.value, err.allowed) from None
-        # The next steps validate against this one's config before its run folder exists.
-        PLANNED_RUNS[str(folders[spec.name])] = config_dict(step_cfg)
+        planned[str(folders[spec.name])] = config_dict(step_cfg)
         steps.append(Step(spec.name, overrides, step_cfg, derive(step_cfg), folders[spec.name]))
     return steps
 

@@ -22,7 +22,7 @@ import llmexp
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config
 from llmexp.io import atomic_write_text
-from llmexp.parallel.checkpoint import is_checkpoint, is_distributed_checkpoint
+from llmexp.artifacts import is_checkpoint, is_distributed_checkpoint
 from llmexp.plan import Plan
 
 # Keys (dotted prefixes) that do not change what is trained: left out of the run folder's hash

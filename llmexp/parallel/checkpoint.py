@@ -10,7 +10,7 @@ per-rank shards in PyTorch distributed checkpoint (DCP) format plus Lightning's 
   (done on the fly by `loadable_checkpoint`; by hand with
   `python -m llmexp.parallel.checkpoint <folder> [--out FILE]`).
 
-Imports of torch stay inside functions: the validate pass uses `is_checkpoint`.
+What a path holds (`is_checkpoint`, ...) is asked in llmexp/artifacts.py, without torch.
 """
 from __future__ import annotations
 
@@ -20,17 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-META = "meta.pt"  # Lightning's non-tensor state beside the DCP shards
-
-
-def is_distributed_checkpoint(path: str | os.PathLike) -> bool:
-    path = Path(path)
-    return path.is_dir() and (path / META).is_file() and (path / ".metadata").is_file()
-
-
-def is_checkpoint(path: str | os.PathLike) -> bool:
-    """A checkpoint file or a DCP checkpoint folder."""
-    return Path(path).is_file() or is_distributed_checkpoint(path)
+from llmexp.artifacts import META, is_checkpoint, is_distributed_checkpoint
 
 
 def _optimizer_by_ids(state: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""data group: a mix of weighted sources, each with its own cleaning steps (llmexp/data/)."""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import string
+from dataclasses import dataclass, field
+from typing import List, Literal, Optional
+
+from omegaconf import MISSING
+
+from llmexp.config.checks import choice, finite, in_range, positive, require
+
+
+@dataclass
+class CleanConfig:
+    """Cleaning steps of one source, applied in this order; each is reported (documents and
+    bytes in/out). Defaults do nothing but drop empty documents."""
+
+    strip_html: bool = False  # tags, scripts and styles removed, entities unescaped
+    unicode_normalize: Optional[str] = choice(Literal["NFC", "NFKC", "NFD", "NFKD"], None)
+    mask_emails: bool = False  # -> <EMAIL>
+    mask_ips: bool = False  # IPv4 addresses -> <IP>
+    min_chars: int = 1
+    max_chars: Optional[int] = None
+    min_words: int = 0
+    max_symbol_ratio: Optional[float] = None  # share of characters that are neither letters, digits nor spaces
+    max_repeated_line_fraction: Optional[float] = None  # share of non-empty lines repeating an earlier line
+    exact_dedup: bool = False  # drop documents whose text was already seen (whitespace-normalized)
+    near_dedup: bool = False  # MinHash/LSH (datasketch): drop documents similar to one already kept
+    near_dedup_threshold: float = 0.8  # estimated Jaccard similarity of word n-gram sets
+    near_dedup_num_perm: int = 128
+    near_dedup_ngram: int = 5
+
+
+@dataclass
+class SourceConfig:
+    """One source of a data mix."""
+
+    kind: str = choice(Literal["embedded", "text", "jsonl", "parquet", "hf"], "embedded")
+    name: Optional[str] = None  # in logs and metrics (data/tokens_<name>); None: the kind
+    weight: float = 1.0  # share of training tokens drawn from this source (normalised over the mix)
+    path: Optional[str] = None  # file, folder or glob (text, jsonl, parquet); hf: data files or a save_to_disk folder
+    text_field: str = "text"  # jsonl, parquet, hf: the field holding the document
+    template: Optional[str] = None  # instead of text_field: e.g. "{title}\n\n{body}" over several fields
+    dataset: Optional[str] = None  # hf: hub name (online) or a builder for local files (json, parquet, csv, text)
+    subset: Optional[str] = None  # hf: the dataset's configuration name
+    split: str = "train"  # hf: which split to read
+    revision: Optional[str] = None  # hf: hub revision (part of the cache key)
+    streaming: bool = False  # hf hub: stream instead of downloading the whole dataset first
+    clean: CleanConfig = field(default_factory=CleanConfig)
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    sources: List[SourceConfig] = field(default_factory=list)
+    val_fraction: float = 0.05  # fraction of documents held out for validation, per source
+    split_seed: int = 1234
+    # a source runs out of windows: repeat (another epoch, with a warning) | stop
+    on_exhausted: str = choice(Literal["repeat", "stop"], "repeat")
+    shard_bytes: int = 32_000_000  # text bytes per shard (one tokenization task each)
+    num_proc: int = 2  # tokenization processes
+    verify_checksums: bool = False  # sha256 of every shard at load (sizes are always checked)
+    cache_dir: Optional[str] = None  # None: $LLMEXP_CACHE or ~/.cache/llmexp
+
+
+def check_data(d: DataConfig) -> None:
+    """Sources name files that exist (the only files this pass looks at: their paths)."""
+    require(len(d.sources) > 0, "data.sources", [], "needs at least one source")
+    names = []
+    for i, src in enumerate(d.sources):
+        key = f"data.sources.{i}"
+        finite(f"{key}.weight", src.weight)
+        require(src.weight > 0, f"{key}.weight", src.weight, "must be > 0 (leave the source out instead of weighting it 0)")
+        names.append(src.name or src.kind)
+        # The name becomes a cache folder and a metric name (data/tokens_<name>).
+        require(re.fullmatch(r"[A-Za-z0-9_.-]+", names[-1]) is not None, f"{key}.name", src.name,
+                "letters, digits, '_', '.' and '-' only")
+        require(names.count(names[-1]) == 1, f"{key}.name", src.name, f"{names[-1]!r} is taken: give each source a unique name")
+        check_clean(f"{key}.clean", src.clean)
+        if src.kind == "embedded":
+            continue
+        if src.template is not None:
+            fields = [f for _, f, _, _ in string.Formatter().parse(src.template) if f]
+            require(bool(fields), f"{key}.template", src.template, "needs at least one {field}")
+        else:
+            require(bool(src.text_field), f"{key}.text_field", src.text_field, "name the field holding the text")
+        if src.kind == "hf":
+            require(bool(src.dataset or src.path), f"{key}.dataset", src.dataset,
+                    "kind=hf needs a hub name, or a path (data files or a save_to_disk folder)")
+            if not src.path:
+                continue
+        require(bool(src.path), f"{key}.path", src.path, f"required for kind={src.kind}")
+        pattern = os.path.expanduser(src.path)
+        found = os.path.exists(pattern) or bool(glob.glob(pattern, recursive=True))
+        require(found, f"{key}.path", src.path, "no such file, folder or glob match")
+    in_range("data.val_fraction", d.val_fraction, 0.0, 0.5, low_open=True, high_open=True)
+    positive("data.shard_bytes", d.shard_bytes)
+    positive("data.num_proc", d.num_proc)
+
+
+def check_clean(key: str, c: CleanConfig) -> None:
+    require(c.min_chars >= 0, f"{key}.min_chars", c.min_chars, "must be >= 0")
+    require(c.min_words >= 0, f"{key}.min_words", c.min_words, "must be >= 0")
+    if c.max_chars is not None:
+        require(c.max_chars >= max(1, c.min_chars), f"{key}.max_chars", c.max_chars, f"must be >= min_chars={c.min_chars}")
+    for name in ("max_symbol_ratio", "max_repeated_line_fraction"):
+        value = getattr(c, name)
+        if value is not None:
+            in_range(f"{key}.{name}", value, 0.0, 1.0)
+    in_range(f"{key}.near_dedup_threshold", c.near_dedup_threshold, 0.0, 1.0, low_open=True, high_open=True)
+    require(c.near_dedup_num_perm >= 16, f"{key}.near_dedup_num_perm", c.near_dedup_num_perm, "must be >= 16")
+    positive(f"{key}.near_dedup_ngram", c.near_dedup_ngram)

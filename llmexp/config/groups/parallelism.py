@@ -1,0 +1,38 @@
+"""parallelism group: how the model is laid out over devices (docs/parallelism.md). Applied from
+outside the model by llmexp/parallel/; the layout (dp x tp = devices x nodes) by llmexp/layout.py."""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from llmexp.config.checks import choice, one_of, require
+
+Strategy = Literal["auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "deepspeed"]
+Precision = Literal["32", "bf16-mixed", "16-mixed", "bf16-true"]
+
+
+@dataclass
+class ParallelismConfig:
+    name: str = "auto"
+    strategy: str = choice(Strategy, "auto")
+    precision: str = choice(Precision, "32")
+    activation_checkpointing: bool = False
+    # full: whole blocks recomputed | selective: matmul/attention outputs kept
+    activation_checkpointing_mode: str = choice(Literal["full", "selective"], "full")
+    compile: bool = False  # torch.compile per block
+    tensor_parallel_size: Optional[int] = None  # fsdp_tp: TP degree (None: trainer.devices, TP within a node)
+    reshard_after_forward: bool = True  # fsdp: free gathered weights after forward (ZeRO-3); false: ZeRO-2-like
+    cpu_offload: bool = False  # fsdp: parameters, gradients and optimizer state live on the CPU
+    distributed_checkpoint: bool = True  # fsdp/tp: checkpoints are DCP folders of per-rank shards
+    meta_init: Optional[bool] = None  # fsdp/tp: build on the meta device, initialise shards only (None: from 1B params)
+    deepspeed_stage: int = 3  # deepspeed: ZeRO stage 2 or 3
+
+
+def check_parallelism(p: ParallelismConfig) -> None:
+    if p.strategy == "deepspeed":
+        require(importlib.util.find_spec("deepspeed") is not None, "parallelism.strategy", p.strategy,
+                "needs the deepspeed package (pip install deepspeed), which is not installed; fsdp gives ZeRO-3 without it")
+        one_of("parallelism.deepspeed_stage", p.deepspeed_stage, (2, 3))
+    if p.cpu_offload:
+        require(p.strategy in ("fsdp", "deepspeed"), "parallelism.cpu_offload", True, f"offload is an fsdp or deepspeed option; strategy is {p.strategy}")
