@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 
 from llmexp.scaling.errors import ScalingError
 
@@ -19,34 +20,47 @@ LABELS = {"exact": "FLOPs counted exactly (attention included)", "6ND": "FLOPs a
 @dataclass(frozen=True)
 class FlopCount:
     """FLOPs per token as a function of N. Exact counts come from the runs themselves (their
-    total FLOPs / tokens): interpolated in log-log between their sizes and continued beyond them
-    along the least-squares slope (never below 6N)."""
+    total FLOPs / tokens). Between shapes of one family the attention share jumps with depth and
+    width, so the ratio to 6N is not smooth in N: the optimum search uses a least-squares power
+    law of it (never below 6N; `rms` says how far the runs sit from it), and `as_trained` draws
+    each budget's curve exactly through its runs (PCHIP in log-log)."""
 
     convention: str
     logN: np.ndarray  # the runs' distinct log sizes, ascending
     log_ratio: np.ndarray  # log(exact FLOPs per token / 6N) at each
-    slope: float  # d log_ratio / d log N across the runs
+    intercept: float  # log_ratio ~ intercept + slope log N
+    slope: float
 
     @property
     def label(self) -> str:
         return LABELS[self.convention]
 
+    @property
+    def rms(self) -> float:
+        """rms of the runs' log FLOPs per token about the power law (0 under 6ND)."""
+        if self.convention == "6ND" or self.logN.size == 0:
+            return 0.0
+        return float(np.sqrt(np.mean((self.intercept + self.slope * self.logN - self.log_ratio) ** 2)))
+
     def per_token(self, N):
         N = np.asarray(N, float)
         if self.convention == "6ND" or self.logN.size == 0:
             return 6.0 * N
-        x = np.log(N)
-        inside = np.interp(x, self.logN, self.log_ratio)
-        below = self.log_ratio[0] + self.slope * (x - self.logN[0])
-        above = self.log_ratio[-1] + self.slope * (x - self.logN[-1])
-        ratio = np.where(x < self.logN[0], below, np.where(x > self.logN[-1], above, inside))
-        return 6.0 * N * np.exp(np.maximum(ratio, 0.0))
+        return 6.0 * N * np.exp(np.maximum(self.intercept + self.slope * np.log(N), 0.0))
 
     def compute(self, N, D):
         return self.per_token(N) * np.asarray(D, float)
 
     def tokens(self, N, C):
         return np.asarray(C, float) / self.per_token(N)
+
+    def as_trained(self, N, C):
+        """Tokens that C buys at N's exact FLOPs per token, interpolated through the runs."""
+        if self.logN.size < 2:
+            return np.asarray(C, float) / (6.0 * np.asarray(N, float) * np.exp(self.log_ratio[0] if self.logN.size else 0))
+        x = np.clip(np.log(N), self.logN[0], self.logN[-1])
+        ratio = PchipInterpolator(self.logN, self.log_ratio)(x)
+        return np.asarray(C, float) / (6.0 * np.asarray(N, float) * np.exp(ratio))
 
 
 def flop_count(convention: str, N: Sequence[float], exact_per_token: Sequence[float]) -> FlopCount:
@@ -56,8 +70,8 @@ def flop_count(convention: str, N: Sequence[float], exact_per_token: Sequence[fl
     N, fpt = np.asarray(N, float), np.asarray(exact_per_token, float)
     logN, idx = np.unique(np.log(N), return_index=True)
     log_ratio = np.log(fpt[idx] / (6.0 * N[idx]))
-    slope = float(np.polyfit(logN, log_ratio, 1)[0]) if logN.size >= 2 else 0.0
-    return FlopCount(convention, logN, log_ratio, slope)
+    slope, intercept = np.polyfit(logN, log_ratio, 1) if logN.size >= 2 else (0.0, float(log_ratio.mean()) if logN.size else 0.0)
+    return FlopCount(convention, logN, log_ratio, float(intercept), float(slope))
 
 
 SEARCH = np.linspace(-5.0, 5.0, 2001)  # log N around the 6ND optimum: steps of 0.5%

@@ -2,7 +2,6 @@
 axis names the report's FLOP convention."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -131,9 +130,9 @@ def loss_contours(fit: StudyFit, path: Path) -> Optional[Path]:
     cs = ax.contourf(gN, gD, grid_loss, levels=levels, cmap="magma_r", alpha=0.85, extend="max")
     fig.colorbar(cs, ax=ax, label="predicted loss")
     # The runs' own FLOPs per token (exact): each budget's runs lie on its curve.
-    exact = replace(fit.count, convention="exact")
     for C in sorted({float(c) for c in budget[np.isfinite(budget)]}):
-        ax.plot(gN[0], exact.tokens(gN[0], C), color="white", lw=0.8, ls=":")
+        inside = (gN[0] >= N.min()) & (gN[0] <= N.max())
+        ax.plot(gN[0][inside], fit.count.as_trained(gN[0][inside], C), color="white", lw=0.8, ls=":")
     frontier_C = np.geomspace(fit.count.compute(n_lo, d_lo), fit.count.compute(n_hi, d_hi), 60)
     fN, fD = optimal_split(law, frontier_C, fit.count)
     ax.plot(fN, fD, color="cyan", lw=2, label=f"compute-optimal frontier ({fit.count.label})")
