@@ -168,10 +168,10 @@ def holdout_check(results: Results, count: FlopCount, tolerance: float, starts: 
         return {"reason": "needs >= 3 budgets (2 to fit approach 2 on, 1 to predict)"}
     held = which == which.max()
     train = replace(results, points=[p for p, h in zip(results.points, held) if not h])
-    out = {"budget": float(np.exp(np.log(budget[held]).mean())), "runs": int(held.sum())}
+    out = {"budget": isoflop_fit.bin_budget(budget[held]), "runs": int(held.sum())}
     try:
         full = _approach2(results, count, tolerance=tolerance)
-        top = next(m for m in full.minima if abs(np.log(m.budget / out["budget"])) < 1e-9)
+        top = next(m for m in full.minima if m.budget == out["budget"])
         rest = _approach2(train, count, tolerance=tolerance)
         predicted = float(rest.law.optimal(top.compute)[0])
         out["isoflop"] = {"observed_params": top.params, "predicted_params": predicted,

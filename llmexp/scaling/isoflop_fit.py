@@ -116,6 +116,12 @@ def bins(budget: np.ndarray, tolerance: float) -> np.ndarray:
     return out
 
 
+def bin_budget(values: np.ndarray) -> float:
+    """A bin's nominal budget: its runs' common budget, or their geometric mean."""
+    values = np.asarray(values, float)
+    return float(values[0]) if np.all(values == values[0]) else float(np.exp(np.log(values).mean()))
+
+
 def plausibility(law: PowerLawAllocation) -> List[str]:
     """Warnings for exponents that no published compute-optimal study comes near."""
     out = []
@@ -143,7 +149,7 @@ def fit(budget, N, D, L, compute=None, *, tolerance: float = TOLERANCE, bootstra
     which = bins(budget, tolerance)
     for b in range(which.max() + 1):
         idx = np.flatnonzero(which == b)
-        C = float(np.exp(np.log(budget[idx]).mean()))
+        C = bin_budget(budget[idx])
         sizes = len(np.unique(N[idx]))
         if sizes < MIN_SIZES:
             excluded.append((C, f"{sizes} distinct model size(s); a parabola needs {MIN_SIZES}"))
@@ -168,7 +174,8 @@ def fit(budget, N, D, L, compute=None, *, tolerance: float = TOLERANCE, bootstra
                                     tuple(float(c) for c in coef[0]), group.x_mean, interior))
         groups.append(group)
     if len(minima) < MIN_BUDGETS:
-        why = "; ".join(f"{c:.3g}: {r}" for c, r in excluded) or "none excluded"
+        why = "; ".join([f"{c:.3g}: {r}" for c, r in excluded] + [f"{len(excluded_rows)} run(s) with no budget"] * bool(excluded_rows))
+        why = why or "none excluded"
         raise ScalingError(f"IsoFLOP fit (approach 2): {len(minima)} usable budget(s), needs >= {MIN_BUDGETS} budgets "
                            f"with >= {MIN_SIZES} sizes each (excluded: {why})")
     if len(minima) == MIN_BUDGETS:

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 from llmexp.scaling.fit import StudyFit, run_compute  # noqa: E402
 from llmexp.scaling.flops import optimal_split  # noqa: E402
 from llmexp.scaling.intervals import band  # noqa: E402
-from llmexp.scaling.isoflop_fit import bins  # noqa: E402
+from llmexp.scaling.isoflop_fit import bin_budget, bins  # noqa: E402
 from llmexp.scaling.laws import law_from_dict  # noqa: E402
 from llmexp.scaling.parametric_fit import to_law  # noqa: E402
 
@@ -41,21 +41,22 @@ def _save(fig, path: Path) -> Path:
 
 
 def isoflop_curves(fit: StudyFit, path: Path) -> Optional[Path]:
-    """Loss against N on each IsoFLOP curve, the fitted parabolas and their minima."""
-    if not fit.isoflop:
-        return None
-    colors = _budget_colors([m.budget for m in fit.isoflop.minima])
+    """Loss against N on each IsoFLOP curve (binned budgets), the fitted parabolas and minima."""
     budget, N, _, L = fit.results.arrays()
     which = bins(budget, fit.tolerance)
-    curve_of = {float(np.exp(np.log(budget[which == b]).mean())): which == b for b in range(which.max() + 1)}
+    if which.max() < 0:
+        return None
+    curves = {bin_budget(budget[which == b]): which == b for b in range(which.max() + 1)}
+    minima = {m.budget: m for m in fit.isoflop.minima} if fit.isoflop else {}
+    colors = _budget_colors(curves)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m in fit.isoflop.minima:
-        mine = curve_of[m.budget]
-        color = colors[m.budget]
-        ax.scatter(N[mine], L[mine], color=color, label=f"budget {m.budget:.3g}", zorder=3)
-        grid = np.geomspace(min(N[mine].min(), m.params) / 1.2, max(N[mine].max(), m.params) * 1.2, 200)
-        ax.plot(grid, m.loss_at(grid), color=color, lw=1.2)
-        ax.scatter([m.params], [m.loss], marker="*", s=180, color=color, edgecolor="black", zorder=4)
+    for C, mine in curves.items():
+        ax.scatter(N[mine], L[mine], color=colors[C], label=f"budget {C:.3g}", zorder=3)
+        if C in minima:
+            m = minima[C]
+            grid = np.geomspace(min(N[mine].min(), m.params) / 1.2, max(N[mine].max(), m.params) * 1.2, 200)
+            ax.plot(grid, m.loss_at(grid), color=colors[C], lw=1.2)
+            ax.scatter([m.params], [m.loss], marker="*", s=180, color=colors[C], edgecolor="black", zorder=4)
     ax.set_xscale("log")
     ax.set_xlabel("parameters N")
     ax.set_ylabel("final validation loss")

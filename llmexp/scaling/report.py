@@ -25,7 +25,7 @@ PLOT_TITLES = {
     "benchmarks.png": "Loss -> benchmark score",
 }
 SKIPPED = {
-    "isoflop.png": "no IsoFLOP fit (see Approach 2)",
+    "isoflop.png": "no run has an IsoFLOP budget",
     "optimal.png": "neither fit succeeded",
     "contours.png": "no parametric fit (see Approach 3)",
     "envelope.png": "no run has a logged validation curve (metrics.csv val/loss)",

@@ -83,9 +83,10 @@ class ShapeFamily:
 
 
 FAMILIES = {
-    # The `tiny` preset's shape rule: d/L = 64, 32-wide heads, 2 query heads per KV head, tied.
+    # The `tiny` preset's shape rule: d/L = 64 (within a factor 2: the widths 64, 128, 256 are a
+    # factor 2 apart), 32-wide heads, 2 query heads per KV head, tied.
     "tiny": ShapeFamily("tiny", head_dim=32, aspect=64, kv_ratio=2, ffn_multiple=64, tie_embeddings=True,
-                        max_seq_len=256, tokenizer="bpe", max_params=1e8),
+                        max_seq_len=256, tokenizer="bpe", max_params=1e8, aspect_band=2.0),
     # For CPU studies below a few million parameters: 16-wide heads, d/L = 32 within a factor 2
     # (so depths 1-3 at width 64 and 2-6 at 128 fill the gaps between the widths).
     "micro": ShapeFamily("micro", head_dim=16, aspect=32, kv_ratio=1, ffn_multiple=32, tie_embeddings=True,
