@@ -122,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--lr", default="3e-3", help="learning rate rule: a number, deepseek, or COEF*C^EXP (default %(default)s)")
     q.add_argument("--batch-tokens", default="4096", help="batch rule in tokens: a number, deepseek, or COEF*C^EXP (default %(default)s)")
     q.add_argument("--warmup-fraction", type=float, default=0.1, help="warmup steps as a fraction of steps (default %(default)s)")
+    q.add_argument("--cooldowns", type=_numbers, help="with optimizer=adamw_wsd: also cool down each run at these "
+                   "fractions of its steps (e.g. 0.25,0.5), several (N, D) points per run")
     q.add_argument("overrides", nargs="*", help="study-wide llmexp overrides, e.g. trainer.accelerator=cpu")
 
     q = sub.add_parser("run", help="run a study's pending runs here, one process each")
@@ -230,20 +232,28 @@ def cmd_shape(args) -> None:
 
 
 def cmd_isoflop(args) -> None:
-    from llmexp.scaling.emit import write_launchers
+    from llmexp.scaling.emit import COMMANDS_FILE, SWEEP_FILE, write_launchers
     from llmexp.scaling.study import StudySpec, design
 
     spec = StudySpec(name=args.name or args.out.name, budgets=args.budgets, family=args.family, sizes=args.sizes,
                      sizes_per_budget=args.sizes_per_budget, span=args.span, center=args.center, lr=args.lr,
-                     batch_tokens=args.batch_tokens, warmup_fraction=args.warmup_fraction, overrides=args.overrides)
+                     batch_tokens=args.batch_tokens, warmup_fraction=args.warmup_fraction, overrides=args.overrides,
+                     cooldowns=args.cooldowns)
     study = design(args.out, spec)
     files = write_launchers(study)
-    print(f"{'run':<28} {'budget':>9} {'N':>12} {'D':>12} {'D/N':>6} {'steps':>6} {'batch':>6} {'lr':>8}")
+    print(f"{'run':<32} {'budget':>9} {'N':>12} {'D':>12} {'D/N':>6} {'steps':>6} {'batch':>6} {'lr':>8}")
     for r in study.runs:
-        print(f"{r.id:<28} {r.budget:>9.3g} {r.params:>12,} {r.tokens:>12,} {r.tokens / r.params:>6.1f} "
-              f"{r.steps:>6} {r.global_batch_size:>6} {r.lr:>8.3g}")
+        budget = f"{r.budget:>9.3g}" if r.budget else f"{r.role:>9}"
+        after = f"  (resumes {r.after})" if r.after else ""
+        print(f"{r.id:<32} {budget} {r.params:>12,} {r.tokens:>12,} {r.tokens / r.params:>6.1f} "
+              f"{r.steps:>6} {r.global_batch_size:>6} {r.lr:>8.3g}{after}")
     for w in study.warnings:
         print(f"warning: {w}")
+    if SWEEP_FILE not in files:  # cooldown chains: every link after the one it resumes
+        print(f"\nstudy {args.out}: run it with\n  python -m llmexp.scaling run {args.out}        (here, resumable, "
+              f"each link after the one it resumes)\n  or the commands in {files[COMMANDS_FILE]}, in order\n"
+              f"then: python -m llmexp.scaling report {args.out} --target <FLOPs>")
+        return
     print(f"\nstudy {args.out}: run it with any of\n"
           f"  python -m llmexp.scaling run {args.out}        (here, resumable)\n"
           f"  bash {files['multirun.sh']}                     (Hydra multirun)\n"

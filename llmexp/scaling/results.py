@@ -107,6 +107,8 @@ def _why_excluded(summary: dict, designed_tokens: int, designed_params: int, voc
 def collect(study: Study) -> Results:
     points, excluded = [], []
     for run in study.runs:
+        if run.role == "trunk":  # a cooldown chain's stable phase: the branches are the points
+            continue
         folder = study.run_dir(run)
         path = folder / "summary.json"
         if not path.is_file():
