@@ -224,7 +224,8 @@ def _design(root: Path, spec: StudySpec) -> Study:
     study = Study(root, spec, vocab, seq, runs, warnings)
     for run in runs:
         _write_recipe(study, run)
-        cfg = _compose(study.command(run)[5:], [conf])  # after python -m llmexp --config-dir DIR
+        # Without a link's resume=: llmexp checks that the folder it resumes exists, not yet run.
+        cfg = _compose([f"model={run.id}", *study.overrides], [conf])
         plan = llmexp.derive(cfg)
         got = (plan.params_total, plan.tokens, plan.flops_per_token, plan.seq_len)
         if cfg.run_dir != str(study.run_dir(run)) or got != (run.params, run.tokens, run.flops_per_token, seq):

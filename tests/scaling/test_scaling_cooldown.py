@@ -20,8 +20,8 @@ WSD = ["optimizer=adamw_wsd", *(o for o in FAST_STUDY if not o.startswith("train
 
 
 def _composed(study, run):
-    """The config the run's own command line composes."""
-    return llmexp.compose(study.command(run)[5:], config_dirs=[study.conf_dir])
+    """The config the run's command line composes (but resume=, whose folder is not there yet)."""
+    return llmexp.compose([f"model={run.id}", *study.overrides], config_dirs=[study.conf_dir])
 
 
 def test_branches_follow_the_full_run_until_their_own_decay(tmp_path):
@@ -37,7 +37,7 @@ def test_branches_follow_the_full_run_until_their_own_decay(tmp_path):
             assert cfg.optimizer.schedule == "constant" and cfg.trainer.checkpoint_every == run.steps
             continue
         trunk = runs[run.after]
-        assert cfg.resume == str(study.run_dir(trunk)) and cfg.optimizer.schedule == "wsd"
+        assert study.command(run)[-1] == f"resume={study.run_dir(trunk)}" and cfg.optimizer.schedule == "wsd"
         # Identical learning rate to the full run up to the trunk's end, then its own decay to the floor.
         for step in range(trunk.steps):
             assert lr_multiplier(step, run.steps, cfg.optimizer) == lr_multiplier(step, full.steps, full_cfg.optimizer)
