@@ -46,15 +46,18 @@ class EnvelopeFit:
     warnings: List[str] = field(default_factory=list)
 
 
-def envelope(curves: Sequence[Tuple[float, np.ndarray, np.ndarray]], count: FlopCount) -> List[EnvelopePoint]:
-    """Minima of the envelope of (N, tokens, loss) curves over a grid of compute."""
+Curve = Tuple[float, float, np.ndarray, np.ndarray]  # (N, FLOPs per token in the convention, tokens, loss)
+
+
+def envelope(curves: Sequence[Curve], count: FlopCount) -> List[EnvelopePoint]:
+    """Minima of the envelope of training curves over a grid of compute."""
     by_size: dict = {}
-    for N, tokens, loss in curves:
+    for N, per_token, tokens, loss in curves:
         tokens, loss = np.asarray(tokens, float), np.asarray(loss, float)
         ok = (tokens > 0) & np.isfinite(loss) & (loss > 0)
         if ok.sum() >= 2:
             order = np.argsort(tokens[ok])
-            by_size.setdefault(float(N), []).append((np.log(count.compute(N, tokens[ok][order])), np.log(loss[ok][order])))
+            by_size.setdefault(float(N), []).append((np.log(per_token * tokens[ok][order]), np.log(loss[ok][order])))
     sizes = np.array(sorted(by_size))
     if len(sizes) < MIN_SIZES:
         raise ScalingError(f"approach 1: curves of {len(sizes)} distinct size(s) with >= 2 logged losses; "
@@ -85,7 +88,7 @@ def envelope(curves: Sequence[Tuple[float, np.ndarray, np.ndarray]], count: Flop
     return points
 
 
-def fit(curves: Sequence[Tuple[float, np.ndarray, np.ndarray]], count: FlopCount) -> EnvelopeFit:
+def fit(curves: Sequence[Curve], count: FlopCount) -> EnvelopeFit:
     points = envelope(curves, count)
     if len(points) < MIN_POINTS:
         raise ScalingError(f"approach 1: the envelope's best size is an interior size at {len(points)} compute value(s), "

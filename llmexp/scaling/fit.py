@@ -148,6 +148,11 @@ class StudyFit:
         return np.log(L) - np.log(self.parametric.law.loss(N, D))
 
 
+def run_per_token(point, count: FlopCount) -> float:
+    """A run's FLOPs per token in the report's convention: its own exact count, or 6N."""
+    return point.flops_per_token if count.convention == "exact" else 6.0 * point.params
+
+
 def run_compute(results: Results, count: FlopCount) -> np.ndarray:
     """Each run's training FLOPs in the report's convention."""
     _, N, D, _ = results.arrays()
@@ -221,7 +226,7 @@ def fit_results(results: Results, *, target: Optional[float] = None, bootstrap: 
         par_reason = str(err)
     if iso is None and par is None:
         raise ScalingError(f"nothing could be fitted: {iso_reason}; {par_reason}")
-    curves = [(p.params, *p.curve) for p in results.points if p.curve is not None]
+    curves = [(p.params, run_per_token(p, count), *p.curve) for p in results.points if p.curve is not None]
     try:
         env = envelope.fit(curves, count) if curves else None
         env_reason = None if curves else "no run has a logged validation curve (metrics.csv val/loss)"

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 import numpy as np  # noqa: E402
 
-from llmexp.scaling.fit import StudyFit, run_compute  # noqa: E402
+from llmexp.scaling.fit import StudyFit, run_compute, run_per_token  # noqa: E402
 from llmexp.scaling.flops import optimal_split  # noqa: E402
 from llmexp.scaling.intervals import band  # noqa: E402
 from llmexp.scaling.isoflop_fit import bin_budget, bins  # noqa: E402
@@ -223,7 +223,7 @@ def envelope_curves(fit: StudyFit, path: Path) -> Optional[Path]:
         tokens, loss = p.curve
         color = cmap(sizes.index(p.params) / max(1, len(sizes) - 1))
         label = f"N = {p.params:,.0f}" if p is next(q for q in curves if q.params == p.params) else None
-        ax.plot(fit.count.compute(p.params, tokens), loss, color=color, lw=1, alpha=0.8, label=label)
+        ax.plot(run_per_token(p, fit.count) * tokens, loss, color=color, lw=1, alpha=0.8, label=label)
     if fit.envelope:
         ax.scatter([q.compute for q in fit.envelope.points], [q.loss for q in fit.envelope.points], color="black",
                    s=10, zorder=3, label="envelope minima")

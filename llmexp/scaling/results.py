@@ -104,6 +104,17 @@ def _why_excluded(summary: dict, designed_tokens: int, designed_params: int, voc
     return None
 
 
+def _chain_start(study: Study, run) -> Optional[float]:
+    """The step-0 validation loss of a cooldown chain: a link resumed into its own folder has
+    none of its own, the chain's first trunk has."""
+    while run.after:
+        run = study.run(run.after)
+    try:
+        return json.loads((study.run_dir(run) / "summary.json").read_text()).get("initial_val_loss")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def collect(study: Study) -> Results:
     points, excluded = [], []
     for run in study.runs:
@@ -119,6 +130,8 @@ def collect(study: Study) -> Results:
         except (OSError, json.JSONDecodeError) as err:
             excluded.append((run.id, f"unreadable summary.json: {err}"))
             continue
+        if run.after:
+            summary = {**summary, "initial_val_loss": _chain_start(study, run)}
         why = _why_excluded(summary, run.tokens, run.params, study.vocab_size)
         if why:
             excluded.append((run.id, why))

@@ -120,8 +120,10 @@ def family(name: str) -> ShapeFamily:
 
 def candidates(fam: ShapeFamily, vocab_size: int, min_params: float, max_params: float,
                seq_len: Optional[int] = None) -> Iterator[Shape]:
-    """Every shape of the family with min_params <= N <= max_params, narrowest first."""
+    """Every shape of the family with min_params <= N <= max_params (and the family's cap),
+    narrowest first."""
     seq = seq_len or fam.max_seq_len
+    max_params = min(max_params, fam.max_params)
     for d in fam.widths():
         depths = fam.depths(d)
         if count_params(fam.model(d, depths[0]), vocab_size).total > max_params:

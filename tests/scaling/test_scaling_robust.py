@@ -164,7 +164,7 @@ def test_approach_1_recovers_a_known_law_from_training_curves():
     curves = []
     for n in sizes:
         tokens = np.geomspace(1e7, 200 * n, 80)
-        curves.append((n, tokens, EPOCH.loss(n, tokens) * np.exp(rng.normal(0, 0.002, tokens.size))))
+        curves.append((n, 6 * n, tokens, EPOCH.loss(n, tokens) * np.exp(rng.normal(0, 0.002, tokens.size))))
     fit = envelope.fit(curves, flop_count("6ND", sizes, 6 * sizes))
     assert fit.law.a == pytest.approx(EPOCH.exponents[0], abs=0.01)
     assert fit.law.optimal(1e22)[0] == pytest.approx(EPOCH.optimal(1e22)[0], rel=0.05)
