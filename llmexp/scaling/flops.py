@@ -1,6 +1,6 @@
 """One FLOP convention per report: every budget, optimum and axis counts training FLOPs either
-exactly (6 x matmul weights + attention per token, llmexp.plan.flops_per_token: 1.7-1.9x 6N for
-the tiny models of a CPU study, +8% at 32B with a 4k context) or as 6ND (Kaplan et al. 2020,
+exactly (6 x matmul weights + attention per token, llmexp.plan.flops_per_token: 1.25-1.44x 6N
+for the tiny models of docs/scaling.md's CPU study, +8% at 32B with a 4k context) or as 6ND (Kaplan et al. 2020,
 what published laws use). A report picks one with `--flops` and states it on every axis.
 """
 from __future__ import annotations

@@ -99,6 +99,15 @@ def test_fit_and_report_from_a_csv(tmp_path):
     r = scaling("report", "--points", str(tmp_path / "points.csv"), "--target", "1e23", "--bootstrap", "10")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "report.md").is_file() and (tmp_path / "plots" / "contours.png").is_file()
+    for name in ("residuals.png", "extrapolation.png"):
+        assert (tmp_path / "plots" / name).is_file()
+    assert "## Held-out budget" in (tmp_path / "report.md").read_text()
+    r = scaling("fit", "--points", str(tmp_path / "points.csv"), "--target", "1e23", "--bootstrap", "10",
+                "--flops", "6ND", "--outliers", "residual", "--budget-tolerance", "0.05")
+    assert r.returncode == 0, r.stderr
+    assert "FLOPs: FLOPs as 6ND" in r.stdout and "at 1e+23 FLOPs (6ND, isoflop)" in r.stdout
+    assert "held-out budget check (fit without the largest budget, 1e+21, 7 runs)" in r.stdout
+    assert json.loads((tmp_path / "fit.json").read_text())["outliers"] == "residual"
 
 
 def test_isoflop_emits_the_study(tmp_path):

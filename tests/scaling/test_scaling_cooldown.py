@@ -55,6 +55,17 @@ def test_cooldowns_need_a_wsd_schedule_and_fractions_below_1(tmp_path):
         design(tmp_path / "c", StudySpec("x", [6e11], sizes=[1.2e5], overrides=[*WSD, "resume=x"], cooldowns=[0.5]))
 
 
+def test_cooldown_study_from_the_command_line_emits_commands_in_order(tmp_path):
+    out = tmp_path / "study"
+    r = scaling("isoflop", "--budgets", "3e10", "--sizes", "1.2e5", "--batch-tokens", "512", "--cooldowns", "0.5",
+                "--out", str(out), *WSD)
+    assert r.returncode == 0, r.stderr
+    assert "(resumes c3e10-tiny-d64-l1-s" in r.stdout and "each link after the one it resumes" in r.stdout
+    lines = [l for l in (out / "commands.txt").read_text().splitlines() if not l.startswith("#")]
+    assert len(lines) == 4 and "resume=" not in lines[0] and all("resume=" in l for l in lines[1:])
+    assert not (out / "sweep.yaml").exists()
+
+
 @pytest.mark.slow
 def test_cooldown_study_runs_and_gives_two_points_per_run(tmp_path):
     """Trunks and branches train for real (resume into a new run folder); collect() gives each
