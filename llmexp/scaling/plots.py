@@ -40,6 +40,15 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _save_loss_vs_compute(fig, ax, fit: StudyFit, title: str, path: Path) -> Path:
+    ax.set_xscale("log")
+    ax.set_xlabel(_compute_label(fit), fontsize=9)
+    ax.set_ylabel("validation loss")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def isoflop_curves(fit: StudyFit, path: Path) -> Optional[Path]:
     """Loss against N on each IsoFLOP curve (binned budgets), the fitted parabolas and minima."""
     budget, N, _, L = fit.results.arrays()
@@ -203,12 +212,7 @@ def extrapolation(fit: StudyFit, path: Path) -> Optional[Path]:
                    label="held-out runs")
     if fit.target:
         ax.axvline(fit.target, color="grey", ls=":", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel(_compute_label(fit), fontsize=9)
-    ax.set_ylabel("validation loss")
-    ax.set_title("Extrapolation: compute-optimal loss against compute")
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    return _save_loss_vs_compute(fig, ax, fit, "Extrapolation: compute-optimal loss against compute", path)
 
 
 def envelope_curves(fit: StudyFit, path: Path) -> Optional[Path]:
@@ -227,12 +231,7 @@ def envelope_curves(fit: StudyFit, path: Path) -> Optional[Path]:
     if fit.envelope:
         ax.scatter([q.compute for q in fit.envelope.points], [q.loss for q in fit.envelope.points], color="black",
                    s=10, zorder=3, label="envelope minima")
-    ax.set_xscale("log")
-    ax.set_xlabel(_compute_label(fit), fontsize=9)
-    ax.set_ylabel("validation loss")
-    ax.set_title("Approach 1: training curves and their envelope")
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    return _save_loss_vs_compute(fig, ax, fit, "Approach 1: training curves and their envelope", path)
 
 
 def benchmark_scores(fit: StudyFit, path: Path) -> Optional[Path]:
