@@ -295,7 +295,7 @@ def _fit(args):
 
 
 def _iv(interval) -> str:
-    return f"[{interval[0]:.4g}, {interval[1]:.4g}]" if interval else ""
+    return f" [{interval[0]:.4g}, {interval[1]:.4g}]" if interval else ""
 
 
 def cmd_fit(args) -> None:
@@ -317,8 +317,8 @@ def cmd_fit(args) -> None:
         f = getattr(fit, key)
         if f:
             law, iv = f.law, d[key].get("intervals", {})
-            print(f"{label}: N_opt = {law.kN:.4g} C^{law.a:.4f} {_iv(iv.get('a'))}, "
-                  f"D_opt = {law.kD:.4g} C^{law.b:.4f} {_iv(iv.get('b'))}")
+            print(f"{label}: N_opt = {law.kN:.4g} C^{law.a:.4f}{_iv(iv.get('a'))}, "
+                  f"D_opt = {law.kD:.4g} C^{law.b:.4f}{_iv(iv.get('b'))}")
             for w in f.warnings:
                 print(f"  warning: {w}")
         else:
@@ -338,11 +338,11 @@ def cmd_fit(args) -> None:
     for key in ("envelope", "isoflop", "parametric"):
         if key in pred:
             entry = pred[key]
-            loss = f", loss {entry['loss']:.4f} {_iv(entry.get('loss_interval'))}" if "loss" in entry else ""
-            print(f"at {args.target:.4g} FLOPs ({fit.count.convention}, {key}): N_opt {entry['params']:.4g} "
-                  f"{_iv(entry.get('params_interval'))}, D_opt {entry['tokens']:.4g} {_iv(entry.get('tokens_interval'))}{loss}")
+            loss = f", loss {entry['loss']:.4f}{_iv(entry.get('loss_interval'))}" if "loss" in entry else ""
+            print(f"at {args.target:.4g} FLOPs ({fit.count.convention}, {key}): N_opt {entry['params']:.4g}"
+                  f"{_iv(entry.get('params_interval'))}, D_opt {entry['tokens']:.4g}{_iv(entry.get('tokens_interval'))}{loss}")
     for task, entry in pred.get("tasks", {}).items():
-        print(f"at {args.target:.4g} FLOPs: {task} {entry['metric']} {entry['score']:.3f} {_iv(entry['score_interval'])}")
+        print(f"at {args.target:.4g} FLOPs: {task} {entry['metric']} {entry['score']:.3f}{_iv(entry['score_interval'])}")
 
 
 def cmd_report(args) -> None:
