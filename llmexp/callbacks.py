@@ -15,6 +15,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from llmexp.io import atomic_write_bytes
+from llmexp.metrics_csv import read_metrics  # noqa: F401  (re-exported: its users import it from here)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -54,22 +55,6 @@ class RunCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         return self._experiment
-
-
-def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
-    """metrics.csv -> {metric: [(step, value), ...]}, last value kept per step (a resumed run
-    logs the steps after its checkpoint again)."""
-    series: dict[str, dict[int, float]] = {}
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            step = int(float(row["step"]))
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in ("", None):
-                    continue
-                series.setdefault(key, {})[step] = float(value)
-    return {k: sorted(v.items()) for k, v in series.items()}
 
 
 def plot_losses(metrics_csv: Path, out_png: Path, baseline: Optional[float] = None) -> None:

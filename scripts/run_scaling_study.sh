@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The CPU IsoFLOP study of docs/scaling.md: 3 budgets x 4 sizes of `micro`-family models (46k to
-# 734k parameters, centred on the 20 tokens/parameter optimum of each budget) on
-# Python's own source code (the standard library's top-level modules, ~4.7 MB, always there),
-# run here two at a time, then fitted and reported. About 25 minutes on an idle 2-core CPU.
+# The CPU IsoFLOP study of docs/scaling.md: 3 budgets (1e12, 2e12, 4e12 FLOPs, counted exactly)
+# x the same 4 `micro`-family models at each (46k, 119k, 226k and 533k parameters) on Python's
+# own source code (the standard library's top-level modules, ~4.7 MB, always there), validated
+# every 25 steps (the curves approach 1 reads), run here two at a time, then fitted and reported.
 # Rerunning it resumes: finished runs are skipped.
 #
 #   scripts/run_scaling_study.sh [STUDY_FOLDER]      (default: studies/cpu)
@@ -13,10 +13,10 @@ STDLIB=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['stdlib'])")
 
 if [ ! -f "$OUT/study.json" ]; then
   "$PY" -m llmexp.scaling isoflop --out "$OUT" --family micro \
-    --budgets 2e12,4e12,8e12 --sizes-per-budget 4 --span 8 --center tpp --lr 3e-3 --batch-tokens 4096 \
+    --budgets 1e12,2e12,4e12 --sizes 46e3,119e3,226e3,533e3 --lr 3e-3 --batch-tokens 4096 \
     trainer.accelerator=cpu trainer.num_workers=0 tokenizer.vocab_size=1024 \
     data=text "data.sources.0.path=$STDLIB/*.py" \
-    trainer.val_batches=16 trainer.val_every=1000 trainer.checkpoint_every=1000
+    trainer.val_batches=8 trainer.val_every=25 trainer.checkpoint_every=1000
 fi
 "$PY" -m llmexp.scaling run "$OUT" --jobs 2   # two runs at a time, one CPU thread each
 "$PY" -m llmexp.scaling report "$OUT" --target 1e15

@@ -2,10 +2,10 @@
 studies run through `python -m llmexp`, approach 2 and 3 fits with bootstrap intervals, and a
 report. The command line is `python -m llmexp.scaling`; docs/scaling.md walks through it.
 
-    >>> from llmexp.scaling import CHINCHILLA, plan
-    >>> a = plan(CHINCHILLA, compute=5.76e23)
+    >>> from llmexp.scaling import EPOCH, plan
+    >>> a = plan(EPOCH, compute=5.76e23)
     >>> round(a.params / 1e9), round(a.tokens / 1e12, 1)
-    (32, 3.0)
+    (72, 1.3)
 """
 from __future__ import annotations
 

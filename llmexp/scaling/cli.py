@@ -11,16 +11,20 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from llmexp.scaling.errors import ScalingError
+from llmexp.scaling.flops import CONVENTIONS
+from llmexp.scaling.isoflop_fit import TOLERANCE
+from llmexp.scaling.laws import DEFAULT_LAW
+from llmexp.scaling.outliers import RULES
 from llmexp.scaling.shapes import FAMILIES
 
 EXAMPLES = """examples:
-  python -m llmexp.scaling plan --compute 5.76e23 --law chinchilla
+  python -m llmexp.scaling plan --compute 5.76e23
   python -m llmexp.scaling plan --gpu-hours 100000 --accelerator h100 --mfu 0.4 --law epoch
   python -m llmexp.scaling plan --params 7e9 --law tpp
   python -m llmexp.scaling shape --params 1e9 --family llama --out my_conf --name my1b
   python -m llmexp.scaling isoflop --budgets 1e13,2e13,4e13 --sizes-per-budget 4 --out studies/cpu trainer.accelerator=cpu
   python -m llmexp.scaling run studies/cpu
-  python -m llmexp.scaling fit studies/cpu --target 1e15
+  python -m llmexp.scaling fit studies/cpu --target 1e15 --flops 6ND --outliers residual
   python -m llmexp.scaling report studies/cpu --target 1e15
 """
 
@@ -90,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     given.add_argument("--gpu-hours", type=_number, help="budget in accelerator-hours (with --accelerator, --mfu)")
     given.add_argument("--params", type=_number, help="model size N")
     given.add_argument("--tokens", type=_number, help="token budget D")
-    q.add_argument("--law", default="chinchilla", help="chinchilla, epoch, tpp, or a study folder / fit.json (default %(default)s)")
+    q.add_argument("--law", default=DEFAULT_LAW,
+                   help="epoch, chinchilla, tpp, or a study folder / fit.json (default %(default)s: Epoch AI's replication)")
+    q.add_argument("--allow-warnings", action="store_true", help="plan with a study fit even though it carries warnings")
     q.add_argument("--tokens-per-param", type=_number, default=20.0, help="ratio of --law tpp (default %(default)s)")
     q.add_argument("--accelerator", default="h100", help="for hours and time (llmexp/accelerators.py)")
     q.add_argument("--mfu", type=_fraction, default=0.4, help="model-FLOPs utilisation (default %(default)s)")
@@ -116,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--lr", default="3e-3", help="learning rate rule: a number, deepseek, or COEF*C^EXP (default %(default)s)")
     q.add_argument("--batch-tokens", default="4096", help="batch rule in tokens: a number, deepseek, or COEF*C^EXP (default %(default)s)")
     q.add_argument("--warmup-fraction", type=float, default=0.1, help="warmup steps as a fraction of steps (default %(default)s)")
+    q.add_argument("--cooldowns", type=_numbers, help="with optimizer=adamw_wsd: also cool down each run at these "
+                   "fractions of its steps (e.g. 0.25,0.5), several (N, D) points per run")
     q.add_argument("overrides", nargs="*", help="study-wide llmexp overrides, e.g. trainer.accelerator=cpu")
 
     q = sub.add_parser("run", help="run a study's pending runs here, one process each")
@@ -132,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--level", type=_fraction, default=0.95, help="interval level (default %(default)s)")
         q.add_argument("--starts", type=int, default=20, help="L-BFGS starts from the initialisation grid (0: all)")
         q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--flops", choices=CONVENTIONS, default="exact",
+                       help="how every budget, optimum and axis counts FLOPs (default %(default)s: attention included)")
+        q.add_argument("--outliers", choices=RULES, default="none",
+                       help="leave out outlier runs by Epoch's rule (highest losses), by residual, or both (default %(default)s)")
+        q.add_argument("--budget-tolerance", type=float, default=TOLERANCE,
+                       help="budgets within this relative distance are one IsoFLOP curve (default %(default)s)")
         if name == "report":
             q.add_argument("--wandb", metavar="PROJECT", help="also log the plots to W&B (offline without an API key)")
         else:
@@ -141,11 +155,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_plan(args) -> None:
     from llmexp.plan import _duration  # the plan's own way of writing a duration
-    from llmexp.scaling.laws import resolve_law
-    from llmexp.scaling.planner import compute_from_hours, hours_for, plan
+    from llmexp.scaling.laws import resolve_law_checked
+    from llmexp.scaling.planner import compute_from_hours, hours_for, plan, usable_law
     from llmexp.scaling.shapes import family
 
-    law = resolve_law(args.law, args.tokens_per_param)
+    resolved = resolve_law_checked(args.law, args.tokens_per_param)
+    law = usable_law(resolved, args.law, args.allow_warnings)
+    for w in resolved.warnings:  # only with --allow-warnings: loudly, where scripts and people both see it
+        print(f"WARNING: planning with a fit that carries a warning: {w}", file=sys.stderr)
     fam = family(args.family)
     vocab, seq = _vocab(args, fam), args.seq_len or fam.max_seq_len
     compute = compute_from_hours(args.gpu_hours, args.accelerator, args.mfu) if args.gpu_hours else args.compute
@@ -153,7 +170,8 @@ def cmd_plan(args) -> None:
     s, m = alloc.shape, alloc.shape.shape.model
     hours = hours_for(s.flops, args.accelerator, args.mfu)
     if args.json:
-        print(json.dumps({**alloc.to_dict(), "accelerator": args.accelerator, "mfu": args.mfu, "gpus": args.gpus,
+        print(json.dumps({**alloc.to_dict(), "warnings": resolved.warnings,
+                          "accelerator": args.accelerator, "mfu": args.mfu, "gpus": args.gpus,
                           "accelerator_hours": hours, "wall_hours": hours / args.gpus}, indent=2))
         return
     if args.gpu_hours:
@@ -162,8 +180,10 @@ def cmd_plan(args) -> None:
         given = f"{compute:.4g} FLOPs"
     else:
         given = f"N = {args.params:.4g}" if args.params else f"D = {args.tokens:.4g}"
-    lines = [
-        f"law: {law.name} ({law.source}); FLOPs as {law.flops}",
+    lines = [f"law: {law.name} ({law.source}); FLOPs as {law.flops}"]
+    lines += [f"caveat: {law.caveat}"] if law.caveat else []
+    lines += [f"WARNING: {w}" for w in resolved.warnings]
+    lines += [
         f"compute-optimal for {given}",
         f"  parameters N    {alloc.params:.4g}",
         f"  tokens D        {alloc.tokens:.4g}  ({alloc.tokens_per_param:.1f} tokens/param)",
@@ -212,20 +232,28 @@ def cmd_shape(args) -> None:
 
 
 def cmd_isoflop(args) -> None:
-    from llmexp.scaling.emit import write_launchers
+    from llmexp.scaling.emit import COMMANDS_FILE, SWEEP_FILE, write_launchers
     from llmexp.scaling.study import StudySpec, design
 
     spec = StudySpec(name=args.name or args.out.name, budgets=args.budgets, family=args.family, sizes=args.sizes,
                      sizes_per_budget=args.sizes_per_budget, span=args.span, center=args.center, lr=args.lr,
-                     batch_tokens=args.batch_tokens, warmup_fraction=args.warmup_fraction, overrides=args.overrides)
+                     batch_tokens=args.batch_tokens, warmup_fraction=args.warmup_fraction, overrides=args.overrides,
+                     cooldowns=args.cooldowns)
     study = design(args.out, spec)
     files = write_launchers(study)
-    print(f"{'run':<28} {'budget':>9} {'N':>12} {'D':>12} {'D/N':>6} {'steps':>6} {'batch':>6} {'lr':>8}")
+    print(f"{'run':<32} {'budget':>9} {'N':>12} {'D':>12} {'D/N':>6} {'steps':>6} {'batch':>6} {'lr':>8}")
     for r in study.runs:
-        print(f"{r.id:<28} {r.budget:>9.3g} {r.params:>12,} {r.tokens:>12,} {r.tokens / r.params:>6.1f} "
-              f"{r.steps:>6} {r.global_batch_size:>6} {r.lr:>8.3g}")
+        budget = f"{r.budget:>9.3g}" if r.budget else f"{r.role:>9}"
+        after = f"  (resumes {r.after})" if r.after else ""
+        print(f"{r.id:<32} {budget} {r.params:>12,} {r.tokens:>12,} {r.tokens / r.params:>6.1f} "
+              f"{r.steps:>6} {r.global_batch_size:>6} {r.lr:>8.3g}{after}")
     for w in study.warnings:
         print(f"warning: {w}")
+    if SWEEP_FILE not in files:  # cooldown chains: every link after the one it resumes
+        print(f"\nstudy {args.out}: run it with\n  python -m llmexp.scaling run {args.out}        (here, resumable, "
+              f"each link after the one it resumes)\n  or the commands in {files[COMMANDS_FILE]}, in order\n"
+              f"then: python -m llmexp.scaling report {args.out} --target <FLOPs>")
+        return
     print(f"\nstudy {args.out}: run it with any of\n"
           f"  python -m llmexp.scaling run {args.out}        (here, resumable)\n"
           f"  bash {files['multirun.sh']}                     (Hydra multirun)\n"
@@ -254,21 +282,25 @@ def _fit(args):
 
     if (args.study is None) == (args.points is None):
         raise ScalingError("give a study folder or --points CSV (one of them)")
+    if not args.budget_tolerance >= 0:
+        raise ScalingError(f"--budget-tolerance {args.budget_tolerance}: must be >= 0")
     study = load(args.study) if args.study else None
     results = collect(study) if study else from_csv(args.points)
     for run, why in results.excluded:
         print(f"left out {run}: {why}", file=sys.stderr)
     fit = fit_results(results, target=args.target, bootstrap=args.bootstrap, seed=args.seed,
-                      starts=args.starts or None, level=args.level, flops="exact" if study else "as given")
+                      starts=args.starts or None, level=args.level, flops=args.flops, outlier_rule=args.outliers,
+                      tolerance=args.budget_tolerance)
     return fit, study, (study.root if study else args.points.parent)
 
 
 def _iv(interval) -> str:
-    return f"[{interval[0]:.4g}, {interval[1]:.4g}]" if interval else ""
+    return f" [{interval[0]:.4g}, {interval[1]:.4g}]" if interval else ""
 
 
 def cmd_fit(args) -> None:
     from llmexp.scaling.fit import write
+    from llmexp.scaling.report import holdout_line
 
     fit, _, folder = _fit(args)
     path = write(fit, folder)
@@ -277,14 +309,20 @@ def cmd_fit(args) -> None:
         print(json.dumps(d, indent=2))
         return
     print(f"{len(fit.results.points)} runs used, {len(fit.results.excluded)} left out; wrote {path}")
-    if fit.isoflop:
-        law, iv = fit.isoflop.law, d["isoflop"].get("intervals", {})
-        print(f"approach 2: N_opt = {law.kN:.4g} C^{law.a:.4f} {_iv(iv.get('a'))}, "
-              f"D_opt = {law.kD:.4g} C^{law.b:.4f} {_iv(iv.get('b'))}")
-        for w in fit.isoflop.warnings:
-            print(f"  warning: {w}")
-    else:
-        print(f"approach 2: not fitted: {fit.isoflop_reason}")
+    print(f"FLOPs: {fit.count.label}; intervals: {fit.level:.0%}, {d['interval']}, {fit.bootstrap} resamples")
+    for run, why in fit.results.excluded:
+        if why.startswith("outlier"):
+            print(f"  left out {run}: {why}")
+    for key, label in (("envelope", "approach 1"), ("isoflop", "approach 2")):
+        f = getattr(fit, key)
+        if f:
+            law, iv = f.law, d[key].get("intervals", {})
+            print(f"{label}: N_opt = {law.kN:.4g} C^{law.a:.4f}{_iv(iv.get('a'))}, "
+                  f"D_opt = {law.kD:.4g} C^{law.b:.4f}{_iv(iv.get('b'))}")
+            for w in f.warnings:
+                print(f"  warning: {w}")
+        else:
+            print(f"{label}: not fitted: {getattr(fit, key + '_reason')}")
     if fit.parametric:
         law = fit.parametric.law
         print(f"approach 3: L = {law.E:.4g} + {law.A:.4g}/N^{law.alpha:.4f} + {law.B:.4g}/D^{law.beta:.4f}")
@@ -292,11 +330,19 @@ def cmd_fit(args) -> None:
             print(f"  warning: {w}")
     else:
         print(f"approach 3: not fitted: {fit.parametric_reason}")
-    for key, entry in d.get("prediction", {}).items():
-        if key != "compute":
-            loss = f", loss {entry['loss']:.4f} {_iv(entry.get('loss_interval'))}" if "loss" in entry else ""
-            print(f"at {args.target:.4g} FLOPs ({key}): N_opt {entry['params']:.4g} {_iv(entry.get('params_interval'))}, "
-                  f"D_opt {entry['tokens']:.4g} {_iv(entry.get('tokens_interval'))}{loss}")
+    print(holdout_line(fit.holdout))
+    for task, t in fit.tasks.items():
+        print(f"loss -> {task} ({t.metric}): {t.low:.3g} + ({t.high:.3g} - {t.low:.3g}) / (1 + exp({t.k:.3g} (L - {t.L0:.4g}))), "
+              f"{t.runs} runs, rmse {t.rmse:.3g}")
+    pred = d.get("prediction", {})
+    for key in ("envelope", "isoflop", "parametric"):
+        if key in pred:
+            entry = pred[key]
+            loss = f", loss {entry['loss']:.4f}{_iv(entry.get('loss_interval'))}" if "loss" in entry else ""
+            print(f"at {args.target:.4g} FLOPs ({fit.count.convention}, {key}): N_opt {entry['params']:.4g}"
+                  f"{_iv(entry.get('params_interval'))}, D_opt {entry['tokens']:.4g}{_iv(entry.get('tokens_interval'))}{loss}")
+    for task, entry in pred.get("tasks", {}).items():
+        print(f"at {args.target:.4g} FLOPs: {task} {entry['metric']} {entry['score']:.3f}{_iv(entry['score_interval'])}")
 
 
 def cmd_report(args) -> None:

@@ -14,7 +14,7 @@ SWEEP_FILE, MULTIRUN_FILE, COMMANDS_FILE = "sweep.yaml", "multirun.sh", "command
 
 
 def _summary(study: Study) -> str:
-    budgets = sorted({r.budget for r in study.runs})
+    budgets = sorted({r.budget for r in study.runs if r.budget})
     return (f"IsoFLOP study {study.spec.name!r}: {len(study.runs)} runs over {len(budgets)} budgets "
             f"({', '.join(f'{c:.3g}' for c in budgets)} FLOPs); written by python -m llmexp.scaling isoflop.")
 
@@ -63,10 +63,15 @@ def commands(study: Study) -> str:
 
 
 def write_launchers(study: Study) -> dict[str, Path]:
+    """All three; a study with cooldown chains only the commands (each link resumes the one before
+    it by its own `resume=`, which one sweep parameter cannot carry)."""
     out = {}
-    for name, text in ((SWEEP_FILE, sweep_yaml(study)), (MULTIRUN_FILE, multirun_script(study)), (COMMANDS_FILE, commands(study))):
+    chained = any(r.after for r in study.runs)
+    launchers = ([] if chained else [(SWEEP_FILE, sweep_yaml(study)), (MULTIRUN_FILE, multirun_script(study))])
+    for name, text in launchers + [(COMMANDS_FILE, commands(study))]:
         path = study.root / name
         path.write_text(text)
         out[name] = path
-    (study.root / MULTIRUN_FILE).chmod(0o755)
+    if not chained:
+        (study.root / MULTIRUN_FILE).chmod(0o755)
     return out

@@ -2,16 +2,22 @@
 split of a budget C into N and D.
 
 Published laws use C = 6ND (Kaplan et al. 2020): `optimal(C)` splits C that way. A law fitted
-by an IsoFLOP study (approach 2) is in the study's own FLOPs, the exact per-token count with
-attention, and says so in `flops`.
+by a study (approaches 1 and 2) is in the FLOP convention its report chose, and says so in
+`flops`. Every law carries its provenance (`source`) and, where one is known, a `caveat` that
+the planner prints.
+
+The default is Epoch AI's replication of Chinchilla's approach 3 (Besiroglu et al. 2024): the
+paper's own rounded constants (`chinchilla`) do not fit the paper's data and put 92.6 tokens per
+parameter at Chinchilla's budget of 5.76e23 FLOPs, where Chinchilla itself trained 70B
+parameters on 1.4T tokens (20 per parameter); Epoch's refit gives 72B on 1.3T (18.4).
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import numpy as np
 
@@ -30,6 +36,7 @@ class ParametricLaw:
     beta: float
     source: str = ""
     flops: str = "6ND"
+    caveat: str = ""
 
     def loss(self, N, D):
         return self.E + self.A / np.power(N, self.alpha) + self.B / np.power(D, self.beta)
@@ -74,6 +81,8 @@ class TokensPerParam:
     name: str = "tpp"
     source: str = "Hoffmann et al. 2022: ~20 tokens per parameter"
     flops: str = "6ND"
+    caveat: str = ("a rule of thumb from Chinchilla's data and tokenizer; it predicts no loss, and the ratio itself "
+                   "falls slowly with compute in Epoch's refit (21.6 at 1e21, 18.4 at 5.76e23, 16.1 at 1e26 FLOPs)")
 
     def loss(self, N, D):
         return None
@@ -103,6 +112,7 @@ class PowerLawAllocation:
     name: str = "isoflop"
     source: str = ""
     flops: str = "exact"  # the study's budgets count attention (llmexp.plan.flops_per_token)
+    caveat: str = ""
 
     def loss(self, N, D):
         return None
@@ -127,13 +137,18 @@ Law = Union[ParametricLaw, TokensPerParam, PowerLawAllocation]
 
 CHINCHILLA = ParametricLaw(
     "chinchilla", E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28,
-    source="Hoffmann et al. 2022, approach 3",
+    source="Hoffmann et al. 2022, approach 3 (the paper's rounded constants)",
+    caveat=("Besiroglu et al. 2024 showed these constants do not fit the paper's own runs: they give ~93 tokens/param "
+            "at 5.76e23 FLOPs (Chinchilla trained 70B on 1.4T, 20/param) and ~240 at 1e28; prefer --law epoch"),
 )
 EPOCH = ParametricLaw(
     "epoch", E=1.8172, A=482.01, B=2085.43, alpha=0.3478, beta=0.3658,
-    source="Besiroglu et al. 2024 (Epoch AI), replication of approach 3",
+    source="Besiroglu et al. 2024 (Epoch AI), refit of Chinchilla's approach 3 on 240 runs extracted from its figure 4",
+    caveat=("fitted on Chinchilla's MassiveText runs with its tokenizer (up to 16B parameters): the optimum's "
+            "exponents transfer better than the constants or the predicted loss"),
 )
 NAMED = {"chinchilla": CHINCHILLA, "epoch": EPOCH}
+DEFAULT_LAW = "epoch"
 
 
 KINDS = {"parametric": ParametricLaw, "power_law": PowerLawAllocation, "tokens_per_param": TokensPerParam}
@@ -146,26 +161,44 @@ def law_from_dict(d: dict) -> Law:
     return KINDS[d["kind"]](**{k: v for k, v in d.items() if k != "kind"})
 
 
+@dataclass(frozen=True)
+class ResolvedLaw:
+    law: Law
+    warnings: List[str]  # a study fit's warnings (empty for the published laws)
+
+
 def resolve_law(spec: str, tokens_per_param: float = 20.0) -> Law:
-    """A law by name (chinchilla, epoch, tpp) or a study's fit.json: its parametric fit unless
-    that carries warnings, else its IsoFLOP power laws, else the parametric fit after all."""
+    """The law `spec` names; a study fit's warnings are checked by `resolve_law_checked`."""
+    return resolve_law_checked(spec, tokens_per_param).law
+
+
+def resolve_law_checked(spec: str, tokens_per_param: float = 20.0) -> ResolvedLaw:
+    """A law by name (chinchilla, epoch, tpp) or a study's fit.json / folder. Of a study: its
+    parametric fit when that has no warnings, else its IsoFLOP power laws when those have none;
+    when both carry warnings, the parametric fit (else the power laws) with all the warnings."""
     if spec == "tpp":
-        return TokensPerParam(tokens_per_param)
+        return ResolvedLaw(TokensPerParam(tokens_per_param), [])
     if spec in NAMED:
-        return NAMED[spec]
+        return ResolvedLaw(NAMED[spec], [])
     path = Path(spec)
     if path.is_dir():
         path = path / "fit.json"
     if not path.is_file():
         raise ScalingError(f"--law {spec!r}: expected chinchilla, epoch, tpp, or a fit.json / study folder")
     fit = json.loads(path.read_text())
-    parametric, isoflop = fit.get("parametric") or {}, fit.get("isoflop") or {}
-    # A parametric fit also predicts loss; one with warnings ranks below the IsoFLOP power laws.
-    ranked = [parametric] if not parametric.get("warnings") else []
-    for entry in ranked + [isoflop, parametric]:
-        if entry.get("law"):
-            return law_from_dict(entry["law"])
-    raise ScalingError(f"{path}: holds no fitted law (see its 'reason' fields)")
+    entries = [(fit.get(key) or {}, label) for key, label in (("parametric", "approach 3"), ("isoflop", "approach 2"))]
+    fitted = [(e, label) for e, label in entries if e.get("law")]
+    if not fitted:
+        raise ScalingError(f"{path}: holds no fitted law (see its 'reason' fields)")
+    for entry, _ in fitted:
+        if not entry.get("warnings"):
+            return ResolvedLaw(_with_source(law_from_dict(entry["law"]), path), [])
+    warnings = [f"{label}: {w}" for e, label in fitted for w in e["warnings"]]
+    return ResolvedLaw(_with_source(law_from_dict(fitted[0][0]["law"]), path), warnings)
+
+
+def _with_source(law: Law, path: Path) -> Law:
+    return replace(law, source=f"{law.source}, {path}")
 
 
 def law_loss(law: Law, N: float, D: float) -> Optional[float]:

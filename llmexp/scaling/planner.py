@@ -8,7 +8,7 @@ from typing import Optional
 
 from llmexp.accelerators import ACCELERATORS
 from llmexp.scaling.errors import ScalingError
-from llmexp.scaling.laws import Law, ParametricLaw, law_loss
+from llmexp.scaling.laws import Law, ParametricLaw, ResolvedLaw, law_loss
 from llmexp.scaling.shapes import Shape, ShapeFamily, candidates, shape_for_params
 
 SEARCH_FACTOR = 4.0  # exact-FLOPs shape search: within this factor of the law's N_opt
@@ -55,6 +55,16 @@ class Allocation:
                             "flops_per_token": s.shape.flops_per_token, "flops_per_token_6n": 6 * s.shape.n,
                             "tokens": s.tokens, "flops": s.flops, "flops_6nd": s.flops_6nd, "loss": s.loss}
         return out
+
+
+def usable_law(resolved: ResolvedLaw, spec: str, allow_warnings: bool = False) -> Law:
+    """The law to plan with: a study fit that carries warnings (extrapolated minima, too few
+    budgets, implausible exponents ...) is refused unless `allow_warnings`."""
+    if resolved.warnings and not allow_warnings:
+        raise ScalingError(f"--law {spec}: the fit carries {len(resolved.warnings)} warning(s), first: "
+                           f"{resolved.warnings[0]}; refit it (more budgets or sizes, --outliers) or pass "
+                           "--allow-warnings to plan with it anyway")
+    return resolved.law
 
 
 def compute_from_hours(hours: float, accelerator: str, mfu: float) -> float:

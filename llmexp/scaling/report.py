@@ -1,5 +1,6 @@
 """The study report: plots (PNG, and to W&B when asked) and a markdown file gathering the
-plots, the runs used and left out, both fits with their intervals, and the prediction."""
+plots, the runs used and left out (outliers among them), approaches 1-3 with their intervals,
+the held-out-budget check, the loss -> score fits and the prediction, all in one FLOP convention."""
 from __future__ import annotations
 
 import os
@@ -9,8 +10,8 @@ from typing import List, Optional
 
 from llmexp.scaling import plots
 from llmexp.scaling.fit import StudyFit
-from llmexp.scaling.planner import plan
-from llmexp.scaling.shapes import family
+from llmexp.scaling.flops import optimal_split
+from llmexp.scaling.shapes import candidates, family
 from llmexp.scaling.study import Study
 
 REPORT_FILE = "report.md"
@@ -18,12 +19,18 @@ PLOT_TITLES = {
     "isoflop.png": "IsoFLOP curves with fitted minima",
     "optimal.png": "N_opt and D_opt against compute",
     "contours.png": "Loss contours over (N, D) with the compute-optimal frontier",
-    "benchmarks.png": "Benchmark score against compute",
+    "envelope.png": "Approach 1: training curves and their envelope",
+    "residuals.png": "Approach 3 residuals",
+    "extrapolation.png": "Extrapolation to the target, with the held-out budget",
+    "benchmarks.png": "Loss -> benchmark score",
 }
 SKIPPED = {
     "isoflop.png": "no run has an IsoFLOP budget",
     "optimal.png": "neither fit succeeded",
     "contours.png": "no parametric fit (see Approach 3)",
+    "envelope.png": "no run has a logged validation curve (metrics.csv val/loss)",
+    "residuals.png": "no parametric fit (see Approach 3)",
+    "extrapolation.png": "no parametric fit (see Approach 3)",
     "benchmarks.png": "no run has lm-eval scores (<run>/eval/); set an eval group (eval=smoke eval.every_n_steps=N) to get them",
 }
 
@@ -44,33 +51,63 @@ def _table(headers: List[str], rows: List[List[str]]) -> str:
 def _prediction(fit: StudyFit, study: Optional[Study]) -> List[str]:
     pred = fit.predict(fit.target)
     rows = []
-    for key, label in (("isoflop", "approach 2 (IsoFLOP minima)"), ("parametric", "approach 3 (L(N, D), C = 6ND)")):
+    for key, label in (("envelope", "approach 1 (envelope)"), ("isoflop", "approach 2 (IsoFLOP minima)"),
+                       ("parametric", "approach 3 (L(N, D))")):
         if key in pred:
             e = pred[key]
             rows.append([label, _ci(e["params"], e.get("params_interval")), _ci(e["tokens"], e.get("tokens_interval")),
-                         _g(e["tokens"] / e["params"]), _ci(e.get("loss"), e.get("loss_interval")), e["flops"]])
-    out = [f"## Prediction at C = {fit.target:.3g} FLOPs", "",
-           _table(["fit", "N_opt", "D_opt", "tokens/param", "loss", "FLOPs counted as"], rows), ""]
-    if fit.parametric and fit.parametric.warnings:
-        out += ["Approach 3 carries warnings (see its section): read its row with care.", ""]
+                         _g(e["tokens"] / e["params"]), _ci(e.get("loss"), e.get("loss_interval"))])
+    out = [f"## Prediction at C = {fit.target:.3g} FLOPs ({fit.count.label})", "",
+           _table(["fit", "N_opt", "D_opt", "tokens/param", "loss"], rows), ""]
+    for task, e in pred.get("tasks", {}).items():
+        out.append(f"- {task} ({e['metric']}) of the approach-3 optimum, through the loss -> score fit: "
+                   f"{_ci(e['score'], e['score_interval'])}")
+    if fit.warnings:
+        out += ["", f"**The fits carry {len(fit.warnings)} warning(s)** (below): `python -m llmexp.scaling plan --law` "
+                "refuses this fit without `--allow-warnings`."]
+    out.append("")
     if study and fit.parametric:
-        s = plan(fit.parametric.law, compute=fit.target, family=family(study.spec.family),
-                 vocab_size=study.vocab_size, seq_len=study.seq_len).shape
-        m = s.shape.model
-        out += [f"The {study.spec.family} family's compute-optimal shape at this budget, FLOPs counted exactly "
-                f"(approach 3's loss): `{m.name}` ({m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads, "
-                f"{m.n_kv_heads} KV heads, FFN {m.ffn_dim}), N = {s.shape.n:,}, D = {s.tokens:,.0f} tokens, "
-                f"predicted loss {_g(s.loss, 4)}. `python -m llmexp.scaling shape --params {s.shape.n} "
-                f"--family {study.spec.family} --vocab {study.vocab_size}` writes its model config.", ""]
+        law = fit.parametric.law
+        fam = family(study.spec.family)
+        N, _ = optimal_split(law, fit.target, fit.count)
+        shapes = list(candidates(fam, study.vocab_size, N / 4, N * 4, study.seq_len))
+        if shapes:  # the family's shape with the least predicted loss at the target, FLOPs counted exactly
+            s = min(shapes, key=lambda c: law.loss(c.n, fit.target / c.flops_per_token))
+            m, D = s.model, fit.target / s.flops_per_token
+            out += [f"The {fam.name} family's best shape at this budget (approach 3's loss, tokens from its exact "
+                    f"FLOPs per token): `{m.name}` ({m.n_layers} layers, d_model {m.d_model}, {m.n_heads} heads, "
+                    f"{m.n_kv_heads} KV heads, FFN {m.ffn_dim}), N = {s.n:,}, D = {D:,.0f} tokens, predicted loss "
+                    f"{_g(law.loss(s.n, D), 4)}. `python -m llmexp.scaling shape --params {s.n} --family {fam.name} "
+                    f"--vocab {study.vocab_size}` writes its model config.", ""]
     return out
+
+
+def holdout_line(h: dict) -> str:
+    """The held-out-budget check in one line."""
+    if "reason" in h:
+        return f"held-out budget check: not run: {h['reason']}"
+    parts = [f"held-out budget check (fit without the largest budget, {h['budget']:.3g}, {h['runs']} runs):"]
+    iso, par = h.get("isoflop", {}), h.get("parametric", {})
+    if "ratio" in iso:
+        parts.append(f"approach 2 predicts its N_opt {iso['predicted_params']:.4g} vs {iso['observed_params']:.4g} "
+                     f"observed (x{iso['ratio']:.3f});")
+    else:
+        parts.append(f"approach 2: {iso.get('reason')};")
+    if "mean_abs_loss_error" in par:
+        parts.append(f"approach 3 predicts its runs' losses within {par['mean_abs_loss_error']:.2%} on average "
+                     f"(worst {par['max_abs_loss_error']:.2%}, bias {par['mean_loss_error']:+.2%})")
+    else:
+        parts.append(f"approach 3: {par.get('reason')}")
+    return " ".join(parts)
 
 
 def _runs(fit: StudyFit) -> List[str]:
     r = fit.results
     rows = [[p.run, _g(p.budget), f"{p.params:,.0f}", f"{p.tokens:,.0f}", _g(p.tokens / p.params), _g(p.flops), f"{p.loss:.4f}"]
             for p in sorted(r.points, key=lambda p: (p.budget or 0, p.params))]
-    out = ["## Runs", "", f"{len(r.points)} runs used, {len(r.excluded)} left out.", "",
-           _table(["run", "budget", "N", "D", "D/N", "FLOPs", "final val loss"], rows), ""]
+    out = ["## Runs", "", f"{len(r.points)} runs used, {len(r.excluded)} left out; outlier rule: {fit.outlier_rule}; "
+           f"budgets within {fit.tolerance:.0%} of each other are one IsoFLOP curve.", "",
+           _table(["run", "budget", "N", "D", "D/N", "FLOPs (exact)", "final val loss"], rows), ""]
     if r.excluded:
         out += ["Left out of the fits:", "", _table(["run", "why"], [[run, why] for run, why in r.excluded]), ""]
     return out
@@ -82,14 +119,15 @@ def _isoflop(fit: StudyFit) -> List[str]:
         return out + [f"Not fitted: {fit.isoflop_reason}", ""]
     f, d = fit.isoflop, fit.to_dict()["isoflop"]
     iv = d.get("intervals", {})
-    rows = [[_g(m.budget), m.n_runs, f"{m.params:,.0f}", f"{m.tokens:,.0f}", f"{m.loss:.4f}", "yes" if m.interior else "no (extrapolated)"]
-            for m in f.minima]
-    counted = {"exact": "exactly, attention included (llmexp.plan.flops_per_token)", "6ND": "as 6ND"}.get(f.law.flops, "as given")
-    out += [_table(["budget", "runs", "N_opt", "D_opt", "loss at minimum", "minimum inside the sizes trained"], rows), "",
+    rows = [[_g(m.budget), _g(m.compute), m.n_runs, f"{m.params:,.0f}", f"{m.tokens:,.0f}", f"{m.loss:.4f}",
+             "yes" if m.interior else "no (extrapolated)"] for m in f.minima]
+    out += [_table(["budget", f"C at minimum ({fit.count.convention})", "runs", "N_opt", "D_opt", "loss at minimum",
+                    "minimum inside the sizes trained"], rows), "",
             f"N_opt = {_g(f.law.kN)} C^{f.law.a:.4f} (a {_ci(f.law.a, iv.get('a'))}), "
-            f"D_opt = {_g(f.law.kD)} C^{f.law.b:.4f} (b {_ci(f.law.b, iv.get('b'))}); C counts FLOPs {counted}.", ""]
-    out += [f"- {w}" for w in f.warnings]
+            f"D_opt = {_g(f.law.kD)} C^{f.law.b:.4f} (b {_ci(f.law.b, iv.get('b'))}); C: {fit.count.label}.", ""]
+    out += [f"- warning: {w}" for w in f.warnings]
     out += [f"- budget {_g(c)} left out: {why}" for c, why in f.excluded]
+    out += [f"- {item['run']} left out of approach 2: {item['why']}" for item in d["excluded_runs"]]
     if f.boot_failed:
         out.append(f"- {f.boot_failed} of {fit.bootstrap} bootstrap resamples had a budget without a minimum and were dropped")
     return out + [""]
@@ -113,6 +151,26 @@ def _parametric(fit: StudyFit) -> List[str]:
                   "and another corpus: compare exponents, not constants.", ""]
 
 
+def _envelope(fit: StudyFit) -> List[str]:
+    out = ["## Approach 1: envelope of the training curves", ""]
+    if not fit.envelope:
+        return out + [f"Not fitted: {fit.envelope_reason}", ""]
+    f = fit.envelope
+    return out + [f"{len(f.points)} compute values where an interior size is best, from the validation curves of "
+                  f"{f.sizes} sizes: N_opt = {_g(f.law.kN)} C^{f.law.a:.4f}, D_opt = {_g(f.law.kD)} C^{f.law.b:.4f} "
+                  f"(C: {fit.count.label}).", ""] + [f"- {w}" for w in f.warnings] + [""]
+
+
+def _checks(fit: StudyFit) -> List[str]:
+    out = ["## Held-out budget", "", holdout_line(fit.holdout), ""]
+    if fit.tasks or fit.task_reasons:
+        out += ["## Loss -> benchmark score (OLMo ladder's second step)", ""]
+        out += [f"- {t}: {f.metric} = {f.low:.3g} + ({f.high:.3g} - {f.low:.3g}) / (1 + exp({f.k:.3g} (L - {f.L0:.4g}))), "
+                f"{f.runs} runs, rmse {f.rmse:.3g}" for t, f in fit.tasks.items()]
+        out += [f"- not fitted: {why}" for why in fit.task_reasons] + [""]
+    return out
+
+
 def _plots(written: dict) -> List[str]:
     out = ["## Plots", ""]
     for name, title in PLOT_TITLES.items():
@@ -126,7 +184,8 @@ def write_report(fit: StudyFit, folder: Path, study: Optional[Study] = None, wan
     title = study.spec.name if study else fit.results.source
     lines = [f"# Scaling study: {title}", "",
              f"Source: `{fit.results.source}`; written {time.strftime('%Y-%m-%d %H:%M')} by `python -m llmexp.scaling report`. "
-             f"Intervals: {fit.level:.0%} percentile bootstrap over {fit.bootstrap} resamples.", ""]
+             f"FLOPs: {fit.count.label}, everywhere in this report. Intervals: {fit.level:.0%}, bootstrap median +- z x "
+             f"1.4826 MAD over {fit.bootstrap} resamples (log scale for positive quantities).", ""]
     if study:
         s = study.spec
         lines += [f"Design: budgets {', '.join(_g(c) for c in sorted(set(s.budgets)))} FLOPs; family `{s.family}`; "
@@ -134,7 +193,7 @@ def write_report(fit: StudyFit, folder: Path, study: Optional[Study] = None, wan
                   f"warmup {s.warmup_fraction:.0%} of steps; overrides `{' '.join(s.overrides) or '-'}`.", ""]
     if fit.target:
         lines += _prediction(fit, study)
-    lines += _isoflop(fit) + _parametric(fit) + _runs(fit) + _plots(written)
+    lines += _envelope(fit) + _isoflop(fit) + _parametric(fit) + _checks(fit) + _runs(fit) + _plots(written)
     path = folder / REPORT_FILE
     path.write_text("\n".join(lines))
     if wandb_project:

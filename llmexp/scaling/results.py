@@ -3,6 +3,7 @@
 A run counts when its summary.json says finished with a finite validation loss, it trained the
 tokens and parameters the study designed, and its loss fell (a final loss at or above the
 loss at step 0, or above ln(vocab) -- worse than guessing uniformly -- means it diverged).
+Each run's validation curve (metrics.csv's val/loss against the tokens seen) feeds approach 1.
 lm-eval scores come from <run>/eval/results.json (an eval stage), else from the last
 <run>/eval/step-*/results.json (the eval group run during training).
 """
@@ -17,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from llmexp.metrics_csv import read_metrics
 from llmexp.scaling.errors import ScalingError
 from llmexp.scaling.study import Study
 
@@ -33,6 +35,11 @@ class Point:
     flops: float
     loss: float
     scores: Dict[str, Tuple[str, float]] = field(default_factory=dict)  # task -> (metric, value)
+    curve: Optional[Tuple[np.ndarray, np.ndarray]] = None  # (tokens, validation loss) along the run
+
+    @property
+    def flops_per_token(self) -> float:
+        return self.flops / self.tokens
 
 
 @dataclass
@@ -47,6 +54,15 @@ class Results:
         return (np.array([x.budget if x.budget is not None else np.nan for x in p], float),
                 np.array([x.params for x in p], float), np.array([x.tokens for x in p], float),
                 np.array([x.loss for x in p], float))
+
+
+def validation_curve(run_dir: Path, tokens_per_step: float) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """val/loss after step 0 against tokens seen, from the run's metrics.csv."""
+    rows = [(step, v) for step, v in read_metrics(run_dir / "metrics.csv").get("val/loss", []) if step > 0]
+    if not rows:
+        return None
+    steps, loss = np.array(rows, float).T
+    return steps * tokens_per_step, loss
 
 
 def eval_results(run_dir: Path) -> Optional[Path]:
@@ -88,9 +104,22 @@ def _why_excluded(summary: dict, designed_tokens: int, designed_params: int, voc
     return None
 
 
+def _chain_start(study: Study, run) -> Optional[float]:
+    """The step-0 validation loss of a cooldown chain: a link resumed into its own folder has
+    none of its own, the chain's first trunk has."""
+    while run.after:
+        run = study.run(run.after)
+    try:
+        return json.loads((study.run_dir(run) / "summary.json").read_text()).get("initial_val_loss")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def collect(study: Study) -> Results:
     points, excluded = [], []
     for run in study.runs:
+        if run.role == "trunk":  # a cooldown chain's stable phase: the branches are the points
+            continue
         folder = study.run_dir(run)
         path = folder / "summary.json"
         if not path.is_file():
@@ -101,14 +130,17 @@ def collect(study: Study) -> Results:
         except (OSError, json.JSONDecodeError) as err:
             excluded.append((run.id, f"unreadable summary.json: {err}"))
             continue
+        if run.after:
+            summary = {**summary, "initial_val_loss": _chain_start(study, run)}
         why = _why_excluded(summary, run.tokens, run.params, study.vocab_size)
         if why:
             excluded.append((run.id, why))
             continue
         evals = eval_results(folder)
         scores = lm_eval_scores(evals) if evals else {}
+        curve = validation_curve(folder, run.tokens / run.steps)
         points.append(Point(run.id, run.budget, float(summary["params_total"]), float(summary["tokens"]),
-                            float(summary.get("total_flops") or run.flops), float(summary["val_loss"]), scores))
+                            float(summary.get("total_flops") or run.flops), float(summary["val_loss"]), scores, curve))
     return Results(points, excluded, str(study.root))
 
 

@@ -65,11 +65,23 @@ def run_study(study: Study, jobs: int = 1, echo: Callable[[str], None] = print) 
     logs.mkdir(parents=True, exist_ok=True)
     running: List[Tuple[StudyRun, subprocess.Popen, float, IO]] = []
     total = len(todo)
+    by_id = {r.id: r for r in study.runs}
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the study like Ctrl-C
     try:
         while todo or running:
-            while todo and len(running) < jobs:
-                run = todo.pop(0)
+            # A cooldown branch or trunk waits for the run it resumes; one whose run failed fails too.
+            for run in [r for r in todo if r.after and r.after in {f for f, _ in outcome.failed}]:
+                todo.remove(run)
+                outcome.failed.append((run.id, f"not started: {run.after}, which it resumes, failed"))
+            while len(running) < jobs:
+                ready = [r for r in todo if not r.after or finished(study, by_id[r.after])]
+                if not ready:
+                    if not running:  # nothing runs that could unblock them (cannot happen in a designed study)
+                        outcome.failed += [(r.id, f"not started: waits for {r.after}") for r in todo]
+                        todo.clear()
+                    break
+                run = ready[0]
+                todo.remove(run)
                 echo(f"[{total - len(todo)}/{total}] {run.id}: N={run.params:,} D={run.tokens:,} ({run.steps} steps) ...")
                 log = (logs / f"{run.id}.log").open("a")
                 proc = subprocess.Popen(study.command(run, sys.executable), stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -1,10 +1,16 @@
 """Concrete model shapes for a target parameter count, from one consistent family.
 
 A family fixes the head width, the depth-to-width ratio (d_model / n_layers), the GQA group,
-the SwiGLU width rule (8/3 d rounded up, as Llama) and embedding tying. For a target N every
-width on the family's grid is tried with the depths whose aspect ratio stays within a factor
-sqrt(2) of the family's; the shape whose exact N (llmexp.plan.count_params) is nearest the
+the SwiGLU width rule (8/3 d rounded up, as Llama) and embedding tying. Head counts are 1, 2, 4
+or a multiple of 8, so every tensor-parallel degree up to 8 divides them (and the KV heads,
+which divide the heads); widths are head_dim x such a count. For a target N every width is tried
+with the depths whose aspect ratio stays within a factor sqrt(2) of the family's and inside the
+published range ASPECT_RANGE; the shape whose exact N (llmexp.plan.count_params) is nearest the
 target in log space wins, the family's own aspect ratio breaking near-ties.
+
+The production families (gpt, llama) use 64- and 128-wide heads. The CPU families (tiny, micro)
+are for models of 10^4..10^8 parameters whose widths (32..512) cannot hold 8 heads of 64: they
+keep narrower heads (32, 16) and the same head-count rule, and refuse targets above max_params.
 """
 from __future__ import annotations
 
@@ -21,6 +27,10 @@ from llmexp.plan import ParamCount, count_params, flops_per_token
 from llmexp.scaling.errors import ScalingError
 
 ASPECT_BAND = math.sqrt(2.0)
+# d_model / n_layers of published dense models: GPT-3 Medium 43 (1024/24) .. Gopher 280B 205
+# (16384/80); Kaplan et al. 2020 (fig. 5) find the loss within a few % over ~20..200.
+ASPECT_RANGE = (20.0, 210.0)
+HEAD_MULTIPLE = 8  # head counts above the small ones (1, 2, 4) are multiples of this
 ASPECT_TIEBREAK = 0.01  # weight of the aspect-ratio deviation against log(N / target)
 
 
@@ -35,36 +45,54 @@ class ShapeFamily:
     max_seq_len: int
     tokenizer: str  # the conf/tokenizer option whose vocabulary the family is sized with
     rope_theta: float = 10000.0
+    max_params: float = math.inf  # CPU families: no shapes beyond this (use gpt or llama)
+    aspect_band: float = ASPECT_BAND  # depths with d/L within this factor of `aspect`
+
+    def widths(self) -> Iterator[int]:
+        """d_model = head_dim x heads for heads 1, 2, 4, 8, 16, 24, ..."""
+        yield from (self.head_dim * h for h in (1, 2, 4))
+        h = HEAD_MULTIPLE
+        while True:
+            yield self.head_dim * h
+            h += HEAD_MULTIPLE
 
     @property
-    def width_step(self) -> int:
-        return self.head_dim * self.kv_ratio
+    def smallest_width(self) -> int:
+        return self.head_dim
 
     def model(self, d_model: int, n_layers: int, name: Optional[str] = None) -> ModelConfig:
         n_heads = d_model // self.head_dim
         ffn = self.ffn_multiple * math.ceil(8 * d_model / 3 / self.ffn_multiple)
+        # Fewer heads than the GQA group (the smallest widths): one KV head serves them all.
+        n_kv = max(1, n_heads // self.kv_ratio)
         return ModelConfig(
             name=name or f"{self.name}-d{d_model}-l{n_layers}",
-            n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_heads // self.kv_ratio,
+            n_layers=n_layers, d_model=d_model, n_heads=n_heads, n_kv_heads=n_kv,
             ffn_dim=ffn, max_seq_len=self.max_seq_len, rope_theta=self.rope_theta,
             tie_embeddings=self.tie_embeddings,
         )
 
     def depths(self, d_model: int) -> range:
-        low = max(1, math.ceil(d_model / (self.aspect * ASPECT_BAND)))
-        high = max(low, math.floor(d_model * ASPECT_BAND / self.aspect))
+        """Depths whose d/L is within ASPECT_BAND of the family's and inside ASPECT_RANGE (one
+        layer at least: the narrowest widths cannot reach the range's ceiling)."""
+        lo_aspect = max(self.aspect / self.aspect_band, ASPECT_RANGE[0])
+        hi_aspect = min(self.aspect * self.aspect_band, ASPECT_RANGE[1])
+        low = max(1, math.ceil(d_model / hi_aspect))
+        high = max(low, math.floor(d_model / lo_aspect))
         return range(low, high + 1)
 
 
 FAMILIES = {
-    # The `tiny` preset's shape rule: d/L = 64, 32-wide heads, 2 query heads per KV head, tied.
+    # The `tiny` preset's shape rule: d/L = 64 (within a factor 2: the widths 64, 128, 256 are a
+    # factor 2 apart), 32-wide heads, 2 query heads per KV head, tied.
     "tiny": ShapeFamily("tiny", head_dim=32, aspect=64, kv_ratio=2, ffn_multiple=64, tie_embeddings=True,
-                        max_seq_len=256, tokenizer="bpe"),
-    # For CPU studies below a few million parameters: d/L = 32 on a 16-wide width grid gives a
-    # shape every factor ~1.2-1.5 in N where `tiny` jumps by 3-4x.
+                        max_seq_len=256, tokenizer="bpe", max_params=1e8, aspect_band=2.0),
+    # For CPU studies below a few million parameters: 16-wide heads, d/L = 32 within a factor 2
+    # (so depths 1-3 at width 64 and 2-6 at 128 fill the gaps between the widths).
     "micro": ShapeFamily("micro", head_dim=16, aspect=32, kv_ratio=1, ffn_multiple=32, tie_embeddings=True,
-                         max_seq_len=256, tokenizer="bpe"),
-    # GPT-3 Small's (the `125m` preset): d/L = 64, 64-wide heads, tied embeddings.
+                         max_seq_len=256, tokenizer="bpe", max_params=1e7, aspect_band=2.0),
+    # GPT-3's rule: d/L = 64, 64-wide heads, tied embeddings (the 125m preset's 12 heads are not
+    # a multiple of 8: the family's nearest shapes have 8 or 16).
     "gpt": ShapeFamily("gpt", head_dim=64, aspect=64, kv_ratio=1, ffn_multiple=256, tie_embeddings=True,
                        max_seq_len=2048, tokenizer="gpt2"),
     # Llama-2's (the `7b`, `13b` presets): d/L = 128, 128-wide heads, untied.
@@ -92,10 +120,11 @@ def family(name: str) -> ShapeFamily:
 
 def candidates(fam: ShapeFamily, vocab_size: int, min_params: float, max_params: float,
                seq_len: Optional[int] = None) -> Iterator[Shape]:
-    """Every shape of the family with min_params <= N <= max_params, narrowest first."""
+    """Every shape of the family with min_params <= N <= max_params (and the family's cap),
+    narrowest first."""
     seq = seq_len or fam.max_seq_len
-    d = fam.width_step
-    while True:
+    max_params = min(max_params, fam.max_params)
+    for d in fam.widths():
         depths = fam.depths(d)
         if count_params(fam.model(d, depths[0]), vocab_size).total > max_params:
             return
@@ -107,13 +136,15 @@ def candidates(fam: ShapeFamily, vocab_size: int, min_params: float, max_params:
             if params.total > max_params:
                 break
             yield Shape(model, params, flops_per_token(model, params, seq))
-        d += fam.width_step
 
 
 def shape_for_params(target: float, fam: ShapeFamily, vocab_size: int, seq_len: Optional[int] = None) -> Shape:
     """The family's shape whose exact parameter count is nearest `target`."""
     if not (target > 0 and math.isfinite(target)):
         raise ScalingError(f"target parameter count {target}: must be a finite number > 0")
+    if target > fam.max_params:
+        raise ScalingError(f"family {fam.name!r} is for CPU-sized models (up to {fam.max_params:.0e} parameters; "
+                           f"{fam.head_dim}-wide heads): use --family gpt or llama for {target:.3g}")
 
     def score(s: Shape) -> float:
         aspect = s.model.d_model / s.model.n_layers
@@ -121,7 +152,7 @@ def shape_for_params(target: float, fam: ShapeFamily, vocab_size: int, seq_len: 
 
     # Look near the target first (large families have thousands of shapes); below the
     # family's smallest shape, that shape is the answer.
-    smallest = count_params(fam.model(fam.width_step, 1), vocab_size).total
+    smallest = count_params(fam.model(fam.smallest_width, 1), vocab_size).total
     for factor in (1.01, 1.1, 2.0):
         low, high = target / factor, max(target * factor, smallest)
         found = list(candidates(fam, vocab_size, low, high, seq_len))

@@ -10,6 +10,10 @@ A study is a folder:
   runs/<id>/             what each run leaves behind (docs/run-contract.md), put there by the
                          study-wide `run_dir=<study>/runs/${model.name}`
 plus the study as a W&B grid sweep, a Hydra multirun script and a list of commands (emit.py).
+
+With `cooldowns` (and optimizer=adamw_wsd) each (budget, size) becomes a chain of stable-phase
+trunks and cooldown branches that resume them (llmexp.scaling.cooldown): several (N, D) points
+per run.
 """
 from __future__ import annotations
 
@@ -25,7 +29,9 @@ import numpy as np
 import yaml
 
 import llmexp
+from llmexp.config.schema import ModelConfig
 from llmexp.plan import vocab_size_of
+from llmexp.scaling import cooldown
 from llmexp.scaling.errors import ScalingError
 from llmexp.scaling.hparams import batch_sequences, parse_rule
 from llmexp.scaling.laws import resolve_law
@@ -35,6 +41,8 @@ STUDY_FILE = "study.json"
 # Keys each run's recipe sets: a study-wide override of one would make every run the same.
 PER_RUN_KEYS = ("model", "name", "run_dir", "trainer.max_tokens", "trainer.max_steps",
                 "trainer.global_batch_size", "optimizer.lr", "optimizer.warmup_steps")
+# ... and what a cooldown study sets per trunk and branch besides.
+COOLDOWN_KEYS = ("resume", "optimizer.schedule", "trainer.checkpoint_every")
 FEW_STEPS = 20
 
 
@@ -51,6 +59,7 @@ class StudySpec:
     batch_tokens: str = "4096"
     warmup_fraction: float = 0.1
     overrides: List[str] = field(default_factory=list)  # study-wide, on every run's command line
+    cooldowns: Optional[List[float]] = None  # WSD branches at these fractions of each run's steps
 
 
 @dataclass
@@ -65,6 +74,8 @@ class StudyRun:
     global_batch_size: int
     lr: float
     warmup_steps: int
+    role: str = "run"  # run | trunk (stable phase of a cooldown chain, no point) | branch
+    after: Optional[str] = None  # the run this one resumes (cooldown chains)
 
     @property
     def flops(self) -> float:
@@ -94,7 +105,13 @@ class Study:
         return [f"run_dir={self.root / 'runs'}/${{model.name}}", "name=${model.name}", *self.spec.overrides]
 
     def command(self, run: StudyRun, python: str = "python") -> List[str]:
-        return [python, "-m", "llmexp", "--config-dir", str(self.conf_dir), f"model={run.id}", *self.overrides]
+        # A cooldown link resumes the run before it: on the command line, since the primary
+        # config sets `resume` after any recipe (as it does run_dir and name).
+        resume = [f"resume={self.run_dir(self.run(run.after))}"] if run.after else []
+        return [python, "-m", "llmexp", "--config-dir", str(self.conf_dir), f"model={run.id}", *self.overrides, *resume]
+
+    def run(self, run_id: str) -> StudyRun:
+        return next(r for r in self.runs if r.id == run_id)
 
     def to_dict(self) -> dict:
         return {"spec": asdict(self.spec), "vocab_size": self.vocab_size, "seq_len": self.seq_len,
@@ -124,8 +141,10 @@ def _check_spec(spec: StudySpec) -> None:
         key = override.split("=", 1)[0].lstrip("+~")
         if "=" not in override:
             raise ScalingError(f"override {override!r}: expected key=value")
-        if key in PER_RUN_KEYS:
+        if key in PER_RUN_KEYS or (spec.cooldowns and key in COOLDOWN_KEYS):
             raise ScalingError(f"override {override!r}: {key} is set per run by the study")
+    if spec.cooldowns is not None:
+        cooldown.check_fractions(spec.cooldowns)
 
 
 def _targets(spec: StudySpec, C: float) -> np.ndarray:
@@ -168,11 +187,13 @@ def _design(root: Path, spec: StudySpec) -> Study:
         chosen += [(C, f"c{budget_tag(C)}-{s.model.name}", s) for s in sorted(shapes.values(), key=lambda s: s.n)]
 
     conf = root / "conf"
-    for C, run_id, s in chosen:
-        write_model_yaml(conf, run_id, replace(s.model, name=run_id),
-                         f"{fam.name} family shape {s.model.name}: {s.n:,} parameters with a {vocab:,}-token vocabulary")
+    write_model_yaml(conf, chosen[0][1], replace(chosen[0][2].model, name=chosen[0][1]))
     # The runs' trainer settings (micro batch, devices) as the runs compose them: without a recipe.
-    trainer = _compose([f"model={chosen[0][1]}", *spec.overrides], [conf]).trainer
+    composed = _compose([f"model={chosen[0][1]}", *spec.overrides], [conf])
+    trainer, optimizer = composed.trainer, composed.optimizer
+    if spec.cooldowns and optimizer.schedule != "wsd":
+        raise ScalingError(f"cooldowns need a warmup-stable-decay schedule (optimizer=adamw_wsd), the study's "
+                           f"optimizer has schedule={optimizer.schedule}")
     world = trainer.devices * trainer.num_nodes
 
     runs = []
@@ -192,9 +213,18 @@ def _design(root: Path, spec: StudySpec) -> Study:
             flops_per_token=s.flops_per_token, tokens=steps * tokens_per_step, steps=steps,
             global_batch_size=global_batch, lr=float(lr_rule(C)), warmup_steps=round(spec.warmup_fraction * steps),
         ))
+    if spec.cooldowns:
+        runs = [link for run in runs for link in cooldown.branches(run, spec.cooldowns, optimizer.decay_fraction,
+                                                                      run.warmup_steps)]
+    for run in runs:
+        run.model = {**run.model, "name": run.id}
+        m = run.model
+        write_model_yaml(conf, run.id, ModelConfig(**m), f"{fam.name} family shape {fam.name}-d{m['d_model']}-l{m['n_layers']}: "
+                         f"{run.params:,} parameters with a {vocab:,}-token vocabulary")
     study = Study(root, spec, vocab, seq, runs, warnings)
     for run in runs:
         _write_recipe(study, run)
+        # Without a link's resume=: llmexp checks that the folder it resumes exists, not yet run.
         cfg = _compose([f"model={run.id}", *study.overrides], [conf])
         plan = llmexp.derive(cfg)
         got = (plan.params_total, plan.tokens, plan.flops_per_token, plan.seq_len)
@@ -217,10 +247,15 @@ def _write_recipe(study: Study, run: StudyRun) -> None:
         "trainer": {"max_steps": None, "max_tokens": run.tokens, "global_batch_size": run.global_batch_size},
         "optimizer": {"lr": run.lr, "warmup_steps": run.warmup_steps},
     }
+    if run.role != "run":  # a cooldown chain's link: its schedule, and the link it resumes
+        extra = cooldown.recipe(run)
+        recipe["trainer"].update(extra.get("trainer", {}))
+        recipe["optimizer"].update(extra["optimizer"])
     path = study.conf_dir / "recipe" / f"{run.id}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f"# @package _global_\n# IsoFLOP study {study.spec.name}: budget {run.budget:.3g} FLOPs, {run.params:,} parameters, "
+        f"# @package _global_\n# IsoFLOP study {study.spec.name}: "
+        + (f"budget {run.budget:.3g} FLOPs" if run.budget else f"cooldown {run.role}") + f", {run.params:,} parameters, "
         f"{run.tokens:,} tokens ({run.steps} steps).\n" + yaml.safe_dump(recipe, sort_keys=False)
     )
 
@@ -236,5 +271,5 @@ def load(root: Path) -> Study:
     if not path.is_file():
         raise ScalingError(f"{root}: not a study folder (no {STUDY_FILE}); create one with `python -m llmexp.scaling isoflop`")
     d = json.loads(path.read_text())
-    return Study(Path(root), StudySpec(**d["spec"]), d["vocab_size"], d["seq_len"],
+    return Study(Path(root), StudySpec(**{"cooldowns": None, **d["spec"]}), d["vocab_size"], d["seq_len"],
                  [StudyRun(**r) for r in d["runs"]], d.get("warnings", []))

@@ -9,11 +9,11 @@ import pytest
 import llmexp
 from llmexp.plan import count_params
 from llmexp.scaling import ScalingError
-from llmexp.scaling.shapes import FAMILIES, candidates, family, shape_for_params, write_model_yaml
+from llmexp.scaling.shapes import ASPECT_RANGE, FAMILIES, candidates, family, shape_for_params, write_model_yaml
 
 
-@pytest.mark.parametrize("preset, tokenizer, fam", [("tiny", "bpe", "tiny"), ("125m", "gpt2", "gpt"),
-                                                     ("7b", "bpe_32k", "llama"), ("13b", "bpe_32k", "llama")])
+@pytest.mark.parametrize("preset, tokenizer, fam", [("tiny", "bpe", "tiny"), ("7b", "bpe_32k", "llama"),
+                                                     ("13b", "bpe_32k", "llama")])
 def test_families_reproduce_the_presets_from_their_parameter_count(preset, tokenizer, fam):
     cfg = llmexp.compose([f"model={preset}", f"tokenizer={tokenizer}"])
     n = llmexp.derive(cfg).params_total
@@ -25,19 +25,34 @@ def test_families_reproduce_the_presets_from_their_parameter_count(preset, token
     assert shape.n == n
 
 
-@pytest.mark.parametrize("fam, vocab", [("tiny", 4096), ("micro", 1024), ("gpt", 50257), ("llama", 32000)])
-@pytest.mark.parametrize("target", [3e6, 1e8, 7e9, 1e12])
-def test_nearest_shape_is_close_and_consistent(fam, vocab, target):
+@pytest.mark.parametrize("fam, vocab, target", [(f, v, t) for f, v in (("gpt", 50257), ("llama", 32000))
+                                                 for t in (1e8, 3e8, 1e9, 7e9, 7e10, 1e12)]
+                         + [("tiny", 4096, t) for t in (3e5, 3e6, 3e7)] + [("micro", 1024, t) for t in (5e4, 3e5, 3e6)])
+def test_nearest_shape_is_close_and_parallel_friendly(fam, vocab, target):
+    """Heads 1, 2, 4 or a multiple of 8 (multiples of 8 from 1e8 parameters on), KV heads that
+    divide them, head_dim 64/128 in the production families, d/L in the published range."""
     f = FAMILIES[fam]
     shape = shape_for_params(target, f, vocab)
-    smallest = count_params(f.model(f.width_step, 1), vocab).total
-    if target > 2 * smallest:
-        assert abs(math.log(shape.n / target)) < math.log(1.1)
+    smallest = count_params(f.model(f.smallest_width, 1), vocab).total
+    if target > 2 * smallest:  # below 1e9 the grid of 8-head multiples is coarser
+        assert abs(math.log(shape.n / target)) < math.log(1.05 if target >= 1e9 else 1.6)
     m = shape.model
-    assert m.d_model % f.head_dim == 0 and m.n_heads * f.head_dim == m.d_model
-    assert m.n_heads == m.n_kv_heads * f.kv_ratio
-    assert f.aspect / math.sqrt(2) <= m.d_model / m.n_layers <= f.aspect * math.sqrt(2) or m.n_layers == 1
+    assert m.n_heads * f.head_dim == m.d_model
+    assert m.n_heads in (1, 2, 4) or m.n_heads % 8 == 0
+    if target >= 1e8:
+        assert m.n_heads % 8 == 0
+    assert m.n_heads % m.n_kv_heads == 0
+    if fam in ("gpt", "llama"):
+        assert f.head_dim in (64, 128)
+    aspect = m.d_model / m.n_layers
+    assert ASPECT_RANGE[0] <= aspect <= ASPECT_RANGE[1] or m.n_layers == 1
+    assert f.aspect / f.aspect_band <= aspect <= f.aspect * f.aspect_band or m.n_layers == 1
     assert m.ffn_dim % f.ffn_multiple == 0 and m.ffn_dim >= 8 * m.d_model / 3
+
+
+def test_cpu_families_refuse_production_sizes():
+    with pytest.raises(ScalingError, match="use --family gpt or llama"):
+        shape_for_params(7e9, FAMILIES["tiny"], 4096)
 
 
 def test_no_shape_nearer_than_the_chosen_one():
