@@ -375,6 +375,54 @@ def _check_data(cfg: Config) -> None:
     _one_of("data.on_exhausted", d.on_exhausted, ON_EXHAUSTED)
     _positive("data.shard_bytes", d.shard_bytes)
     _positive("data.num_proc", d.num_proc)
+    _check_engine(d)
+
+
+ON_BAD_RECORD = ("skip", "error")
+EXECUTORS = ("local", "slurm")
+TOXICITY = ("profanity_check", "detoxify")
+QUALITY_FILTERS = {"gopher_quality": "GopherQualityFilter", "c4_quality": "C4QualityFilter",
+                   "fineweb_quality": "FineWebQualityFilter"}
+
+
+def _check_engine(d) -> None:
+    _one_of("data.on_bad_record", d.on_bad_record, ON_BAD_RECORD)
+    _one_of("data.executor", d.executor, EXECUTORS)
+    _positive("data.tasks", d.tasks)
+    _require(d.workers == -1 or d.workers > 0, "data.workers", d.workers, "must be > 0, or -1 for all tasks at once")
+    if d.executor == "slurm":
+        _require(bool(d.slurm_partition), "data.slurm_partition", d.slurm_partition, "executor=slurm needs a partition")
+        _positive("data.slurm_cpus_per_task", d.slurm_cpus_per_task)
+        _positive("data.slurm_mem_per_cpu_gb", d.slurm_mem_per_cpu_gb)
+    for name in ("minhash_ngram", "minhash_buckets", "minhash_hashes_per_bucket"):
+        _positive(f"data.{name}", getattr(d, name))
+
+
+def _check_filters(key: str, c) -> None:
+    """The web-data filters of one source (datatrove steps)."""
+    if c.url_blocklist is not None:
+        _require(os.path.isfile(os.path.expanduser(c.url_blocklist)), f"{key}.url_blocklist", c.url_blocklist,
+                 "no such file (one blocked domain or URL a line)")
+    _require(bool(c.url_field), f"{key}.url_field", c.url_field, "name the field holding the URL")
+    if c.languages is not None:
+        _require(len(c.languages) > 0 and all(re.fullmatch(r"[a-z]{2,3}", x) for x in c.languages),
+                 f"{key}.languages", c.languages, "ISO 639-1 codes such as [en, de]")
+    _require(0.0 <= c.language_threshold <= 1.0, f"{key}.language_threshold", c.language_threshold, "must be in [0, 1]")
+    if c.toxicity is not None:
+        _one_of(f"{key}.toxicity", c.toxicity, TOXICITY)
+    _require(0.0 < c.toxicity_threshold < 1.0, f"{key}.toxicity_threshold", c.toxicity_threshold, "must be in (0, 1)")
+    _require(c.review_samples >= 0, f"{key}.review_samples", c.review_samples, "must be >= 0")
+    for name, cls in QUALITY_FILTERS.items():
+        options = getattr(c, name)
+        if options:  # thresholds are the filter's own keyword arguments
+            import inspect
+
+            import datatrove.pipeline.filters as filters
+
+            allowed = [p for p in inspect.signature(getattr(filters, cls)).parameters if p not in ("exclusion_writer", "language")]
+            unknown = [k for k in options if k not in allowed]
+            _require(not unknown, f"{key}.{name}.{unknown[0] if unknown else ''}", options.get(unknown[0]) if unknown else None,
+                     f"not a {cls} option (options: {', '.join(allowed)})")
 
 
 def _check_clean(key: str, c) -> None:
@@ -391,6 +439,7 @@ def _check_clean(key: str, c) -> None:
     _require(0.0 < c.near_dedup_threshold < 1.0, f"{key}.near_dedup_threshold", c.near_dedup_threshold, "must be in (0, 1)")
     _require(c.near_dedup_num_perm >= 16, f"{key}.near_dedup_num_perm", c.near_dedup_num_perm, "must be >= 16")
     _positive(f"{key}.near_dedup_ngram", c.near_dedup_ngram)
+    _check_filters(key, c)
 
 
 def _check_optimizer(cfg: Config) -> None:

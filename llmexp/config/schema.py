@@ -7,7 +7,7 @@ there with the key's full name. Cross-field rules live in `rules.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
@@ -54,7 +54,7 @@ class CleanConfig:
     strip_html: bool = False  # tags, scripts and styles removed, entities unescaped
     unicode_normalize: Optional[str] = None  # NFC | NFKC | NFD | NFKD
     mask_emails: bool = False  # -> <EMAIL>
-    mask_ips: bool = False  # IPv4 addresses -> <IP>
+    mask_ips: bool = False  # IPv4 and IPv6 addresses -> <IP>
     min_chars: int = 1
     max_chars: Optional[int] = None
     min_words: int = 0
@@ -65,6 +65,22 @@ class CleanConfig:
     near_dedup_threshold: float = 0.8  # estimated Jaccard similarity of word n-gram sets
     near_dedup_num_perm: int = 128
     near_dedup_ngram: int = 5
+    # Web-data filters, run as datatrove steps (llmexp/data/steps.py) after masking, before dedup;
+    # each reports documents/bytes in/out and keeps `review_samples` removed documents (clean/report.json).
+    extract_main_text: bool = False  # HTML -> main content (trafilatura): navigation, footers, titles dropped
+    mask_phones: bool = False  # phone numbers -> <PHONE> (libphonenumber's matcher, any region with a + prefix, else phone_region)
+    phone_region: str = "US"  # region assumed for numbers written without a country code
+    url_blocklist: Optional[str] = None  # file of blocked domains/URLs, one a line ('#' comments); reads url_field
+    url_field: str = "url"  # jsonl/parquet/hf record field holding the document's URL
+    languages: Optional[List[str]] = None  # keep documents py3langid labels as one of these ISO 639-1 codes
+    language_threshold: float = 0.65  # minimum py3langid probability of the kept language
+    toxicity: Optional[str] = None  # Literal["profanity_check", "detoxify"] | None: drop documents scored above the threshold
+    toxicity_threshold: float = 0.5  # profanity_check: offensive probability; detoxify: its `toxicity` score
+    detoxify_model: str = "original"  # detoxify checkpoint (original | unbiased | multilingual); downloaded on first use
+    gopher_quality: Optional[Dict[str, Any]] = None  # datatrove GopherQualityFilter thresholds ({}: its defaults); None: off
+    c4_quality: Optional[Dict[str, Any]] = None  # datatrove C4QualityFilter options ({}: its defaults); None: off
+    fineweb_quality: Optional[Dict[str, Any]] = None  # datatrove FineWebQualityFilter thresholds ({}: its defaults); None: off
+    review_samples: int = 5  # removed documents kept per step for review
 
 
 @dataclass
@@ -96,6 +112,20 @@ class DataConfig:
     num_proc: int = 2  # tokenization processes
     verify_checksums: bool = False  # sha256 of every shard at load (sizes are always checked)
     cache_dir: Optional[str] = None  # None: $LLMEXP_CACHE or ~/.cache/llmexp
+    # Cleaning engine (datatrove, llmexp/data/engine.py): read -> clean/filter -> MinHash -> parts.
+    on_bad_record: str = "error"  # Literal["skip", "error"]: a broken record/file stops prepare, or is skipped and counted
+    executor: str = "local"  # Literal["local", "slurm"]: datatrove LocalPipelineExecutor or SlurmPipelineExecutor
+    tasks: int = 1  # cleaning tasks per source (files are spread over them; the unit of resumption)
+    workers: int = 1  # tasks run at once (local: processes; slurm: array jobs, -1: all)
+    slurm_partition: Optional[str] = None  # executor=slurm: required
+    slurm_time: str = "24:00:00"
+    slurm_cpus_per_task: int = 1
+    slurm_mem_per_cpu_gb: int = 2
+    slurm_sbatch_args: Dict[str, str] = field(default_factory=dict)  # extra #SBATCH lines, e.g. {account: proj}
+    minhash_dedup: bool = False  # near-duplicates across all sources of the mix (datatrove MinHash, 4 stages)
+    minhash_ngram: int = 5  # word n-grams per shingle
+    minhash_buckets: int = 14  # LSH bands; with hashes_per_bucket=8 catches Jaccard >= ~0.75 pairs
+    minhash_hashes_per_bucket: int = 8
 
 
 @dataclass

@@ -82,24 +82,32 @@ def record_text(source: SourceConfig, where: str) -> Callable[[Mapping[str, Any]
     return get
 
 
-def jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
+def _raise(where: str, message: str) -> None:
+    raise DataError(f"{where}: {message}")
+
+
+def jsonl_records(path: Path, on_error: Callable[[str, str], None] = _raise) -> Iterator[tuple[str, dict]]:
     """(`file:line`, record) for each non-blank line of a JSON Lines file; bad bytes, bad JSON
-    and non-object lines are DataErrors naming the line."""
+    and non-object lines go to on_error(file:line, message): a DataError, unless the caller
+    skips and counts them."""
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise DataError(f"{where}: not UTF-8 (byte {err.start}: {err.reason})") from None
+                on_error(where, f"not UTF-8 (byte {err.start}: {err.reason})")
+                continue
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{where}: invalid JSON ({err.msg})") from None
+                on_error(where, f"invalid JSON ({err.msg})")
+                continue
             if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+                on_error(where, f"expected a JSON object, got {type(record).__name__}")
+                continue
             yield where, record
 
 
