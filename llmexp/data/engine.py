@@ -81,6 +81,9 @@ class MixCleaning:
     def __init__(self, sources: List[SourceConfig], data: DataConfig, work: Path):
         self.sources, self.data, self.work = sources, data, work
         self.names = [source_name(s) for s in sources]
+        # Output folders sort in mix order: MinHash keeps the copy of a duplicate read first,
+        # so an earlier source of the mix wins over a later one.
+        self.slots = [f"{i:03d}-{name}" for i, name in enumerate(self.names)]
         self.executors = self._build()
 
     def report_dir(self, name: str) -> Path:
@@ -93,10 +96,10 @@ class MixCleaning:
         from datatrove.pipeline.writers import JsonlWriter
 
         data, work, executors = self.data, self.work, []
-        for source, name in zip(self.sources, self.names):
-            pipeline = [SourceReader(source, data.on_bad_record, str(self.report_dir(name))),
+        for source, name, slot in zip(self.sources, self.names, self.slots):
+            pipeline = [SourceReader(source, slot, data.on_bad_record, str(self.report_dir(name))),
                         *clean_steps(source.clean, str(self.report_dir(name))),
-                        JsonlWriter(str(work / "filtered"), output_filename="${source}/${rank}.jsonl.gz")]
+                        JsonlWriter(str(work / "filtered"), output_filename="${slot}/${rank}.jsonl.gz")]
             executors.append(make_executor(data, pipeline, data.tasks, work / "logs" / f"clean-{name}", f"clean-{name}",
                                            depends=executors[-1] if executors else None))
         if data.minhash_dedup:
@@ -127,7 +130,7 @@ class MixCleaning:
             ([MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=config)], config.num_buckets),
             ([MinhashDedupCluster(str(mh / "buckets"), str(mh / "remove_ids"), config=config)], 1),
             ([reader(), Reviewed("minhash_dedup", MinhashDedupFilter(str(mh / "remove_ids")), str(work / "reports" / "_mix"), samples),
-              JsonlWriter(str(work / "deduped"), output_filename="${source}/${rank}.jsonl.gz")], tasks),
+              JsonlWriter(str(work / "deduped"), output_filename="${slot}/${rank}.jsonl.gz")], tasks),
         ]
         executors = []
         for i, (pipeline, n) in enumerate(stages, 1):
@@ -169,7 +172,7 @@ class MixCleaning:
 
     def documents(self, name: str):
         """The kept documents of one source, tasks in rank order."""
-        for path in sorted((self.output_dir() / name).glob("*.jsonl.gz")):
+        for path in sorted((self.output_dir() / self.slots[self.names.index(name)]).glob("*.jsonl.gz")):
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 for line in f:
                     yield json.loads(line)["text"]

@@ -50,9 +50,9 @@ class SourceReader(PipelineStep):
     name = "read"
     type = "📖 - READER"
 
-    def __init__(self, source: SourceConfig, on_bad_record: str, report_dir: str):
+    def __init__(self, source: SourceConfig, slot: str, on_bad_record: str, report_dir: str):
         super().__init__()
-        self.source, self.on_bad_record, self.report_dir = source, on_bad_record, report_dir
+        self.source, self.slot, self.on_bad_record, self.report_dir = source, slot, on_bad_record, report_dir
         self.source_name = source_name(source)
 
     def _records(self, rank: int, world_size: int) -> Iterator[tuple[str, Callable[[], tuple[str, Optional[str]]]]]:
@@ -119,7 +119,7 @@ class SourceReader(PipelineStep):
             docs += 1
             size += text_bytes(text)
             self.stat_update("documents")
-            metadata = {"source": self.source_name}
+            metadata = {"source": self.source_name, "slot": self.slot}
             if url:
                 metadata["url"] = str(url)
             yield Document(text=text, id=where, metadata=metadata)
@@ -268,9 +268,9 @@ class LanguageIdFilter(BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         if self._identifier is None:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+            from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
 
-            self._identifier = LanguageIdentifier.from_pickled_model(MODEL_FILE, norm_probs=True)
+            self._identifier = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
         lang, prob = self._identifier.classify(doc.text)
         doc.metadata["language"], doc.metadata["language_score"] = lang, round(float(prob), 4)
         if lang not in self.languages:
