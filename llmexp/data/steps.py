@@ -24,9 +24,7 @@ from datatrove.pipeline.formatters.base import BaseFormatter
 from datatrove.utils.batching import batched
 
 from llmexp.config.schema import SourceConfig
-from llmexp.data.sources import (
-    DataError, _hf_dataset, _source_files, embedded_documents, jsonl_records, record_text, source_name,
-)
+from llmexp.data.sources import DataError, iter_records, source_name
 
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 IPV4 = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
@@ -42,10 +40,9 @@ def text_bytes(text: str) -> int:
 # ---------------------------------------------------------------- reading
 
 class SourceReader(PipelineStep):
-    """Documents of one llmexp source; task `rank` reads files rank, rank+world, ... (one-file
-    kinds and the embedded corpus: rank 0 reads all, hf datasets: their `shard(world, rank)`).
-    datatrove's readers stop or silently drop on a broken record; here a bad record is an error
-    or (on_bad_record=skip) is counted with its file:line, as the user asked."""
+    """Documents of one llmexp source, task `rank`'s share (sources.iter_records). datatrove's
+    readers stop or silently drop on a broken record and know none of llmexp's source kinds;
+    here a bad record is an error or (on_bad_record=skip) is counted with its file:line."""
 
     name = "read"
     type = "📖 - READER"
@@ -54,51 +51,6 @@ class SourceReader(PipelineStep):
         super().__init__()
         self.source, self.slot, self.on_bad_record, self.report_dir = source, slot, on_bad_record, report_dir
         self.source_name = source_name(source)
-
-    def _records(self, rank: int, world_size: int) -> Iterator[tuple[str, Callable[[], tuple[str, Optional[str]]]]]:
-        """(where, thunk -> (text, url)); the thunk raises DataError for a bad record."""
-        s, url_field = self.source, self.source.clean.url_field
-        if s.kind == "embedded":
-            if rank == 0:
-                for i, text in enumerate(embedded_documents()):
-                    yield f"embedded:{i}", (lambda t=text: (t, None))
-            return
-        if s.kind == "hf":
-            dataset = _hf_dataset(s)
-            if hasattr(dataset, "shard") and not s.streaming:
-                dataset = dataset.shard(world_size, rank, contiguous=True)
-            elif rank:
-                return
-            to_text = record_text(s, f"data source {self.source_name!r}")
-            for i, record in enumerate(dataset):
-                yield f"{s.dataset or s.path}:{i}", (lambda r=record: (to_text(r), r.get(url_field)))
-            return
-        for path in _source_files(s)[rank::world_size]:
-            if s.kind == "text":
-                yield str(path), (lambda p=path: (_decode(p), None))
-            elif s.kind == "jsonl":
-                for where, record in jsonl_records(path, on_error=self._bad):
-                    to_text = record_text(s, where)
-                    yield where, (lambda r=record, f=to_text: (f(r), r.get(url_field)))
-            else:
-                yield from self._parquet(path)
-
-    def _parquet(self, path: Path):
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as err:  # pyarrow raises several types for a file that is not Parquet
-            self._bad(str(path), f"not a readable Parquet file ({err})")
-            return
-        url_field = self.source.clean.url_field
-        columns = pf.schema_arrow.names
-        row = 0
-        for batch in pf.iter_batches(batch_size=1024):
-            for record in batch.to_pylist():
-                row += 1
-                to_text = record_text(self.source, f"{path}:row {row}")
-                yield f"{path}:row {row}", (lambda r=record, f=to_text: (f(r), r.get(url_field) if url_field in columns else None))
 
     def _bad(self, where: str, message: str) -> None:
         if self.on_bad_record == "error":
@@ -110,12 +62,7 @@ class SourceReader(PipelineStep):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         self.bad, self.bad_examples = 0, []
         docs = size = 0
-        for where, get in self._records(rank, world_size):
-            try:
-                text, url = get()
-            except DataError as err:
-                self._bad(where, str(err).removeprefix(f"{where}: "))
-                continue
+        for where, text, url in iter_records(self.source, rank, world_size, on_error=self._bad):
             docs += 1
             size += text_bytes(text)
             self.stat_update("documents")
@@ -126,14 +73,6 @@ class SourceReader(PipelineStep):
         write_report(self.report_dir, "00-read", rank, {self.source_name: {
             "docs_in": docs, "docs_out": docs, "bytes_in": size, "bytes_out": size,
             "bad_records": self.bad, "bad_examples": self.bad_examples, "removed": []}})
-
-
-def _decode(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}:1: not UTF-8 text (byte {err.start}: {err.reason})") from None
 
 
 def write_report(folder: str, step: str, rank: int, counts: dict) -> None:

@@ -166,13 +166,13 @@ def test_prepare_then_train_on_the_planted_web_corpus(tmp_path):
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     out = prepared.stdout
     assert "skipped 2 bad record(s), first: " in out and "web.jsonl:6" in out
-    for step, removed in (("url_blocklist", 2), ("language", 3), ("toxicity", 2), ("gopher_quality", 2),
+    for step, removed in (("url_blocklist", 2), ("length", 1), ("language", 3), ("toxicity", 2), ("gopher_quality", 1),
                           ("c4_quality", 2), ("fineweb_quality", 1)):
         line = next(x for x in out.splitlines() if x.strip().startswith(step + " "))
         n_in, n_out = (int(v.replace(",", "")) for v in line.split("docs")[1].split("bytes")[0].split("->"))
         assert n_in - n_out == removed, line
     run_dir = tmp_path / "run"
-    trained = run_cli(*FAST_TRAINING, *web, *cache, "trainer.max_steps=2", "trainer.val_every=2", "trainer.val_batches=1",
+    trained = run_cli(*FAST_TRAINING, *web, *cache, "data.on_exhausted=repeat", "trainer.max_steps=2", "trainer.val_every=2", "trainer.val_batches=1",
                       f"run_dir={run_dir}")
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "tokenized" not in trained.stdout  # the shards prepare wrote, read unchanged
