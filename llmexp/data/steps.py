@@ -93,7 +93,7 @@ class Reviewed(PipelineStep):
     def __init__(self, step: str, inner: PipelineStep, report_dir: str, samples: int):
         super().__init__()
         self.step, self.inner, self.report_dir, self.samples = step, inner, report_dir, samples
-        self.name, self.type = step, inner.type
+        self.name, self.type = step.split("-", 1)[-1], inner.type  # "03-language" -> "language"
 
     def _count(self, doc: Document, side: str) -> None:
         c = self.counts.setdefault(doc.metadata.get("source", "?"), {
@@ -101,10 +101,10 @@ class Reviewed(PipelineStep):
         c[f"docs_{side}"] += 1
         c[f"bytes_{side}"] += text_bytes(doc.text)
 
-    def _removed(self, doc: Document, reason: Optional[str]) -> None:
+    def _removed(self, doc: Document, text: str, reason: Optional[str]) -> None:
         removed = self.counts[doc.metadata.get("source", "?")]["removed"]
         if len(removed) < self.samples:
-            removed.append({"id": doc.id, "reason": reason or self.step, "text": doc.text[:2000]})
+            removed.append({"id": doc.id, "reason": reason or self.name, "text": text[:2000]})
 
     def _filtered(self, data: DocumentsPipeline, rank: int, world_size: int) -> DocumentsPipeline:
         # Filters are asked directly, so each removal keeps the filter's reason.
@@ -118,27 +118,28 @@ class Reviewed(PipelineStep):
                     self._count(doc, "out")
                     yield doc
                 else:
-                    self._removed(doc, reason)
+                    self._removed(doc, doc.text, reason)
 
     def _streamed(self, data: DocumentsPipeline, rank: int, world_size: int) -> DocumentsPipeline:
         # Any other step yields a subset of its input, in order: what it skipped was removed.
+        # The text as it came in is kept for the sample (an extractor replaces it, with None on failure).
         fed: deque = deque()
 
         def feed():
             for doc in data:
                 self._count(doc, "in")
-                fed.append(doc)
+                fed.append((doc, doc.text))
                 yield doc
 
         for out in self.inner.run(feed(), rank, world_size):
-            while fed and fed[0] is not out:
-                self._removed(fed.popleft(), None)
+            while fed and fed[0][0] is not out:
+                self._removed(*fed.popleft(), reason=None)
             if fed:
                 fed.popleft()
             self._count(out, "out")
             yield out
         while fed:
-            self._removed(fed.popleft(), None)
+            self._removed(*fed.popleft(), reason=None)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         self.counts: dict = {}
