@@ -121,8 +121,16 @@ class MixCleaning:
         tasks = d.tasks * len(self.sources)  # at most one filtered file per (source, task)
         mh = work / "minhash"
 
+        class FilteredReader(JsonlReader):
+            """datatrove's reader fails on an empty folder; here cleaning may have removed everything
+            (then the report says which steps did)."""
+
+            def run(self, data=None, rank: int = 0, world_size: int = 1):
+                if self.data_folder.list_files(glob_pattern=self.glob_pattern, recursive=self.recursive):
+                    yield from super().run(data, rank, world_size)
+
         def reader():
-            return JsonlReader(str(work / "filtered"), glob_pattern="*/*.jsonl.gz", add_file_path=False)
+            return FilteredReader(str(work / "filtered"), glob_pattern="*/*.jsonl.gz", add_file_path=False)
 
         samples = max(s.clean.review_samples for s in self.sources)
         stages = [

@@ -4,6 +4,7 @@ submit; resumption; small-data edge cases; the `prepare` -> training journey."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,19 @@ def test_prepare_then_train_on_the_planted_web_corpus(tmp_path):
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "tokenized" not in trained.stdout  # the shards prepare wrote, read unchanged
     assert (run_dir / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.executor=k8s", "allowed: local, slurm"),
+    ("data.on_bad_record=ignore", "allowed: skip, error"),
+    ("data.executor=slurm", "executor=slurm needs a partition"),
+    ("data.sources.0.clean.toxicity=perspective", "allowed: profanity_check, detoxify"),
+    ("+data.sources.0.clean.gopher_quality.min_words=5", "not a GopherQualityFilter option (options: min_doc_words"),
+    ("data.sources.0.clean.languages=[english]", "ISO 639-1 codes"),
+])
+def test_bad_engine_and_filter_settings_are_one_line_config_errors(override, message):
+    import llmexp
+    from llmexp.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        llmexp.compose(["data=web", f"data.sources.0.path={Path(__file__).resolve().parents[2] / 'README.md'}", override])
