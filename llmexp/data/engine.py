@@ -22,6 +22,13 @@ import sys
 from pathlib import Path
 from typing import Callable, List
 
+from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
+from loguru import logger
+
 from llmexp.config.schema import DataConfig, SourceConfig
 from llmexp.data.clean import clean_steps
 from llmexp.data.sources import DataError, source_name
@@ -36,8 +43,6 @@ class Submitted(DataError):
 def datatrove_logs_to_files():
     """datatrove logs each task to <logging_dir>/logs/ and to stderr: keep only the files, so
     prepare's console shows llmexp's report, not a dozen lines per task and step."""
-    from loguru import logger
-
     with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
         try:
             logger.remove()
@@ -46,25 +51,18 @@ def datatrove_logs_to_files():
             logger.remove()  # its sinks point at devnull, closed next
 
 
-def _quiet_local_executor():
-    from datatrove.executor import LocalPipelineExecutor
-
-    class QuietLocalExecutor(LocalPipelineExecutor):
-        def _run_for_rank(self, rank, local_rank=0, node_rank=-1):  # also in worker processes
-            with datatrove_logs_to_files():
-                return super()._run_for_rank(rank, local_rank, node_rank)
-
-    return QuietLocalExecutor
+class QuietLocalExecutor(LocalPipelineExecutor):
+    def _run_for_rank(self, rank, local_rank=0, node_rank=-1):  # also in worker processes
+        with datatrove_logs_to_files():
+            return super()._run_for_rank(rank, local_rank, node_rank)
 
 
 def make_executor(data: DataConfig, pipeline: list, tasks: int, logging_dir: Path, name: str, depends=None):
     """datatrove executor of one stage, per data.executor."""
     if data.executor == "local":
         workers = tasks if data.workers == -1 else min(data.workers, tasks)
-        return _quiet_local_executor()(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
-                                       depends=depends, skip_completed=True)
-    from datatrove.executor import SlurmPipelineExecutor
-
+        return QuietLocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logging_dir),
+                                  depends=depends, skip_completed=True)
     in_venv = sys.prefix != sys.base_prefix  # the jobs run this same interpreter's environment
     return SlurmPipelineExecutor(
         pipeline, tasks=tasks, time=data.slurm_time, partition=data.slurm_partition,
@@ -73,6 +71,15 @@ def make_executor(data: DataConfig, pipeline: list, tasks: int, logging_dir: Pat
         sbatch_args=dict(data.slurm_sbatch_args), slurm_logs_folder=str(logging_dir / "slurm_logs"),
         env_command=f"source {sys.prefix}/bin/activate" if in_venv else None,
     )
+
+
+class FilteredReader(JsonlReader):
+    """datatrove's reader fails on an empty folder; here cleaning may have removed everything
+    (then the report says which steps did)."""
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if self.data_folder.list_files(glob_pattern=self.glob_pattern, recursive=self.recursive):
+            yield from super().run(data, rank, world_size)
 
 
 class MixCleaning:
@@ -93,8 +100,6 @@ class MixCleaning:
         return self.work / ("deduped" if self.data.minhash_dedup else "filtered")
 
     def _build(self) -> list:
-        from datatrove.pipeline.writers import JsonlWriter
-
         data, work, executors = self.data, self.work, []
         for source, name, slot in zip(self.sources, self.names, self.slots):
             pipeline = [SourceReader(source, slot, data.on_bad_record, str(self.report_dir(name))),
@@ -108,26 +113,11 @@ class MixCleaning:
 
     def _minhash(self, depends) -> list:
         """datatrove's four MinHash stages over the filtered documents of every source."""
-        from datatrove.pipeline.dedup import (
-            MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature,
-        )
-        from datatrove.pipeline.dedup.minhash import MinhashConfig
-        from datatrove.pipeline.readers import JsonlReader
-        from datatrove.pipeline.writers import JsonlWriter
-
         d, work = self.data, self.work
         config = MinhashConfig(n_grams=d.minhash_ngram, num_buckets=d.minhash_buckets,
                                hashes_per_bucket=d.minhash_hashes_per_bucket)
         tasks = d.tasks * len(self.sources)  # at most one filtered file per (source, task)
         mh = work / "minhash"
-
-        class FilteredReader(JsonlReader):
-            """datatrove's reader fails on an empty folder; here cleaning may have removed everything
-            (then the report says which steps did)."""
-
-            def run(self, data=None, rank: int = 0, world_size: int = 1):
-                if self.data_folder.list_files(glob_pattern=self.glob_pattern, recursive=self.recursive):
-                    yield from super().run(data, rank, world_size)
 
         def reader():
             return FilteredReader(str(work / "filtered"), glob_pattern="*/*.jsonl.gz", add_file_path=False)
