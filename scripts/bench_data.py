@@ -2,6 +2,14 @@
 
     python scripts/bench_data.py --mb 1000 --procs 2        # 1 GB synthetic corpus
     python scripts/bench_data.py --mb 50 --bpe-mb 30        # plus BPE training time on 30 MB
+    python scripts/bench_data.py --web --mb 200             # web HTML: clean + MinHash + tokenize on datatrove
+
+--web: synthetic web pages (boilerplate around prose, 5% repeated) cleaned with conf/data/web.yaml's
+chain (trafilatura, PII masks, language, toxicity, Gopher/C4/FineWeb, exact + MinHash dedup), then
+tokenized: MB of HTML per second per core with 1 and 2 workers (LocalPipelineExecutor), and the same
+steps and MinHash stages run by datatrove directly (its JsonlReader, no reports, no split or
+tokenization) in the same run: llmexp_clean_vs_direct = direct seconds / llmexp's cleaning seconds
+(read through MinHash to the split parts; tokenization is timed in the end-to-end MB/s).
 
 Builds a synthetic JSONL corpus (paragraphs of Python's reference documentation, reshuffled
 and numbered so that documents differ), then in a child process runs llmexp's preparation
@@ -19,6 +27,7 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,13 +71,13 @@ def make_corpus(folder: Path, mb: int, seed: int = 0) -> int:
 def run_prepare(corpus: Path, cache: Path, procs: int, tokenizer: str) -> dict:
     """Child process: clean + tokenize with llmexp; timings and peak RSS."""
     import llmexp
-    from llmexp.data.prepare import SourceData, clean_source, tokenize_source
+    from llmexp.data.prepare import SourceData, clean_sources, tokenize_source
     from llmexp.tokenizers import load_tokenizer
 
     cfg = llmexp.compose(["data=jsonl", f"data.sources.0.path={corpus}", f"tokenizer={tokenizer}",
                           f"data.num_proc={procs}", f"data.cache_dir={cache}"])
     t0 = time.perf_counter()
-    folder, report = clean_source(cfg.data.sources[0], cfg.data, cache / "data", lambda m: None)
+    [(folder, report)] = clean_sources(cfg.data.sources, cfg.data, cache / "data", lambda m: None)
     t1 = time.perf_counter()
     tok = load_tokenizer(cfg.tokenizer, "", lambda: iter(()))
     source = SourceData("bench", 1.0, folder, report)
@@ -134,6 +143,121 @@ def bench_bpe(corpus: Path, mb: int) -> dict:
             "bpe_seconds": time.perf_counter() - t}
 
 
+# ---------------------------------------------------------------- web cleaning on datatrove
+
+NAV = "<nav>Home | News | Sport | Weather | Contact us | Subscribe</nav>"
+FOOTER = "<footer>Copyright 2026 Example Media Ltd. All rights reserved. Privacy | Cookies | Terms</footer>"
+
+
+def make_web_corpus(folder: Path, mb: int, files: int = 4, seed: int = 0) -> int:
+    """~mb MB of synthetic web pages as JSONL ({url, html}) in `files` files: prose paragraphs (the
+    words of Python's reference documentation, in sentences with English function words) inside
+    navigation, header, sidebar and footer boilerplate; every 20th page repeats an earlier one."""
+    from llmexp.data.sources import embedded_documents
+
+    vocab = sorted({w for d in embedded_documents() for w in d.split() if w.isalpha() and 3 <= len(w) <= 12})
+    rng = random.Random(seed)
+    glue = ("the", "of", "and", "to", "in", "that", "with", "is", "for", "as")
+
+    def sentence() -> str:
+        words = [rng.choice(glue) if i % 3 == 1 else rng.choice(vocab) for i in range(rng.randint(9, 24))]
+        return " ".join(words).capitalize() + "."
+
+    paragraphs = [" ".join(sentence() for _ in range(rng.randint(3, 7))) for _ in range(5000)]
+    folder.mkdir(parents=True, exist_ok=True)
+    outs = [open(folder / f"crawl-{i:02d}.jsonl", "w") for i in range(files)]
+    pages, written, n = [], 0, 0
+    while written < mb * MB:
+        body = pages[rng.randrange(len(pages))] if pages and n % 20 == 19 else \
+            "".join(f"<p>{p}</p>" for p in rng.sample(paragraphs, rng.randint(4, 10)))
+        pages.append(body)
+        html = (f"<html><head><title>Page {n}</title></head><body>{NAV}<header><h1>Page {n}</h1></header>"
+                f"<article>{body}</article><aside>Related: more | most read | newsletter</aside>{FOOTER}</body></html>")
+        line = json.dumps({"url": f"https://site{n % 97}.example.com/page/{n}", "html": html}) + "\n"
+        outs[n % files].write(line)
+        written += len(line)
+        n += 1
+    for f in outs:
+        f.close()
+    return n
+
+
+def web_config(corpus: Path, cache: Path, workers: int, tasks: int):
+    import llmexp
+
+    return llmexp.compose(["data=web", f"data.sources.0.path={corpus}", "tokenizer=cl100k_base", f"data.cache_dir={cache}",
+                           f"data.workers={workers}", f"data.tasks={tasks}", f"data.num_proc={workers}", "data.val_fraction=0.05"])
+
+
+def run_web_prepare(corpus: Path, cache: Path, workers: int, tasks: int) -> dict:
+    """Child process: llmexp's prepare of the web corpus (clean + MinHash + split, then tokenize)."""
+    from llmexp.data.prepare import prepare_data
+
+    cfg = web_config(corpus, cache, workers, tasks)
+    t0 = time.perf_counter()
+    lines = []
+    data = prepare_data(cfg, log=lines.append)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "clean_seconds": data.sources[0].clean["seconds"],  # read .. MinHash .. parts
+            "tokens": sum(s.tokens("train") + s.tokens("val") for s in data.sources),
+            "clean_report": [x for x in lines if "docs" in x]}
+
+
+def run_web_direct(corpus: Path, work: Path, workers: int, tasks: int) -> dict:
+    """Child process: the same steps (llmexp's clean_steps, unwrapped from their reports) and the
+    same MinHash stages, read by datatrove's JsonlReader and run by its LocalPipelineExecutor."""
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    from llmexp.data.clean import clean_steps
+    from llmexp.data.engine import MixCleaning, datatrove_logs_to_files
+
+    cfg = web_config(corpus, work / "cache", workers, tasks)
+    source = cfg.data.sources[0]
+    steps = [s.inner for s in clean_steps(source.clean, str(work / "unused"))]
+    pipeline = [JsonlReader(str(corpus), text_key="html", glob_pattern="*.jsonl",
+                            default_metadata={"source": source.name, "slot": "000-web"}), *steps,
+                JsonlWriter(str(work / "filtered"), output_filename="000-web/${rank}.jsonl.gz")]
+    first = LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(work / "logs" / "clean"))
+    minhash = MixCleaning([source], cfg.data, work)._minhash(first)
+    minhash[-1].pipeline[1] = minhash[-1].pipeline[1].inner  # no per-source report
+    t0 = time.perf_counter()
+    with datatrove_logs_to_files():
+        minhash[-1].run()
+    return {"seconds": time.perf_counter() - t0}
+
+
+def bench_web(args) -> None:
+    """Cleaning + MinHash + tokenize of synthetic web HTML: MB/s per core with 1 and 2 workers,
+    and llmexp's cleaning against the same filters run by datatrove directly."""
+    work = Path(args.dir or tempfile.mkdtemp(prefix="llmexp-bench-web-"))
+    corpus = work / "web"
+    if not corpus.is_dir():
+        n = make_web_corpus(corpus, args.mb)
+        print(f"web corpus: {n:,} pages, {args.mb} MB ({corpus})", flush=True)
+    html_mb = sum(p.stat().st_size for p in corpus.glob("*.jsonl")) / MB
+    result = {"html_mb": round(html_mb, 1), "tasks": args.tasks}
+    for workers in (1, 2):
+        for kind in ("llmexp", "direct"):
+            out = work / f"{kind}-{workers}"
+            shutil.rmtree(out, ignore_errors=True)
+            child = subprocess.run([sys.executable, __file__, f"--web-{kind}-child", str(corpus), str(out), str(workers),
+                                    str(args.tasks)], capture_output=True, text=True)
+            if child.returncode:
+                sys.exit(child.stderr[-3000:])
+            r = json.loads(child.stdout.strip().splitlines()[-1])
+            result[f"{kind}_{workers}w_seconds"] = round(r["seconds"], 1)
+            if kind == "llmexp":
+                result[f"llmexp_{workers}w_clean_seconds"] = round(r["clean_seconds"], 1)
+                result[f"llmexp_{workers}w_mb_per_s_per_core"] = round(html_mb / r["seconds"] / workers, 3)
+                result["tokens"], result["clean_report"] = r["tokens"], r["clean_report"]
+    result["scaling_2w_over_1w"] = round(result["llmexp_1w_seconds"] / result["llmexp_2w_seconds"], 3)
+    for w in (1, 2):  # llmexp's cleaning (with reports and the split into parts) against the bare datatrove pipeline
+        result[f"llmexp_clean_vs_direct_{w}w"] = round(result[f"direct_{w}w_seconds"] / result[f"llmexp_{w}w_clean_seconds"], 3)
+    print(json.dumps(result, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=200, help="corpus size in MB")
@@ -143,7 +267,19 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--child", nargs=2, metavar=("CORPUS", "CACHE"), help=argparse.SUPPRESS)
     parser.add_argument("--raw-child", metavar="CORPUS", help=argparse.SUPPRESS)
+    parser.add_argument("--web", action="store_true", help="web HTML: cleaning + MinHash + tokenize on datatrove, 1 and 2 workers")
+    parser.add_argument("--tasks", type=int, default=4, help="--web: datatrove tasks per stage")
+    parser.add_argument("--web-llmexp-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--web-direct-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.web_llmexp_child or args.web_direct_child:
+        corpus, out, workers, tasks = args.web_llmexp_child or args.web_direct_child
+        run = run_web_prepare if args.web_llmexp_child else run_web_direct
+        print(json.dumps(run(Path(corpus), Path(out), int(workers), int(tasks))))
+        return
+    if args.web:
+        bench_web(args)
+        return
     if args.raw_child:
         print(json.dumps(raw_tiktoken(jsonl_batches(Path(args.raw_child)), args.procs, args.tokenizer)))
         return

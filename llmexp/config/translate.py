@@ -28,7 +28,7 @@ def reject_unknown_keys(node: object, schema: type, prefix: str = "") -> None:
             hint = OmegaConf.get_type(child)  # typed by its group's own schema (stage)
         if isinstance(child, DictConfig):
             reject_unknown_keys(child, hint, full + ".")
-        elif isinstance(child, ListConfig):
+        elif isinstance(child, ListConfig) and not child._is_none():  # an Optional[List] may be None
             item = typing.get_args(hint)[0] if typing.get_args(hint) else None
             for i, element in enumerate(child):
                 reject_unknown_keys(element, item, f"{full}.{i}.")

@@ -1,38 +1,31 @@
-"""Cleaning: a chain of per-document steps, each counting documents and bytes in and out.
+"""Cleaning of one source: a chain of datatrove steps, each counting documents and bytes in and out.
 
-Order (each step only when its source's `clean` config asks for it): HTML stripping, Unicode
-normalization, masking of e-mail addresses and IPs, length and quality filters, exact
-deduplication, near-duplicate removal (MinHash + LSH from datasketch). Dedup runs last so that
-documents differing only in markup or masked details count as duplicates.
+Order (each step only when its source's `clean` config asks for it): URL block list, main-text
+extraction (trafilatura) or HTML stripping, Unicode normalization, masking of e-mail addresses,
+IPs and phone numbers, length and symbol/repetition filters, language id, toxicity, the
+Gopher/C4/FineWeb quality heuristics, exact deduplication, near-duplicate removal (MinHash + LSH
+from datasketch). Dedup runs last so that documents differing only in markup or masked details
+count as duplicates. The engine that runs the chain is llmexp/data/engine.py.
 """
 from __future__ import annotations
 
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass, field
 from html import unescape
 from html.parser import HTMLParser
-from typing import Callable, Iterable, Iterator, List, Optional
+from typing import Callable, List
+
+from datatrove.pipeline.base import PipelineStep
 
 from llmexp.config.schema import CleanConfig
+from llmexp.data.steps import (
+    EMAIL, BlocklistURLFilter, LanguageIdFilter, PhoneMasker, Reviewed, TextMap, ToxicityFilter, mask_ips,
+    quality_filter,
+)
 
-EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
-IPV4 = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
 WORD = re.compile(r"\w+")
-
-
-@dataclass
-class StepReport:
-    step: str
-    docs_in: int = 0
-    docs_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-
-    def as_dict(self) -> dict:
-        return {"step": self.step, "docs_in": self.docs_in, "docs_out": self.docs_out,
-                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
+EXTRACT_TIMEOUT_S = 10.0  # trafilatura on one page (datatrove's default of 1 s is too tight on a shared machine)
 
 
 class _TextExtractor(HTMLParser):
@@ -129,76 +122,64 @@ def _exact_dedup() -> Callable[[str], bool]:
     return is_new
 
 
-def _steps(c: CleanConfig) -> List[tuple[str, Callable[[str], Optional[str]]]]:
-    """(name, text -> text or None to drop) in order."""
-    steps: List[tuple[str, Callable[[str], Optional[str]]]] = []
+def clean_steps(c: CleanConfig, report_dir: str) -> List[PipelineStep]:
+    """The source's cleaning as datatrove steps, in order, each wrapped to report documents and
+    bytes in/out and keep removed samples under report_dir (see steps.Reviewed)."""
+    from datatrove.pipeline.extractors import Trafilatura
+    from datatrove.pipeline.filters import LambdaFilter
+
+    def keep(fn: Callable[[str], bool]) -> PipelineStep:
+        return LambdaFilter(lambda doc: fn(doc.text))
+
+    steps: List[tuple[str, PipelineStep]] = []
+    if c.url_blocklist:
+        steps.append(("url_blocklist", BlocklistURLFilter(c.url_blocklist)))
+    if c.extract_main_text:
+        # Main content only (navigation, footers, titles dropped); the timeout bounds one page.
+        steps.append(("extract_main_text", Trafilatura(favour_precision=True, timeout=EXTRACT_TIMEOUT_S)))
     if c.strip_html:
-        steps.append(("strip_html", strip_html))
+        steps.append(("strip_html", TextMap("strip_html", strip_html)))
     if c.unicode_normalize:
         form = c.unicode_normalize
-        steps.append((f"unicode_{form}", lambda t: unicodedata.normalize(form, t)))
+        steps.append((f"unicode_{form}", TextMap(form, lambda t: unicodedata.normalize(form, t))))
     if c.mask_emails:
-        steps.append(("mask_emails", lambda t: EMAIL.sub("<EMAIL>", t)))
+        steps.append(("mask_emails", TextMap("mask_emails", lambda t: EMAIL.sub("<EMAIL>", t))))
     if c.mask_ips:
-        steps.append(("mask_ips", lambda t: IPV4.sub("<IP>", t)))
+        steps.append(("mask_ips", TextMap("mask_ips", mask_ips)))
+    if c.mask_phones:
+        steps.append(("mask_phones", PhoneMasker(c.phone_region)))
     # Always: drop documents that are empty (or whitespace) after the steps above.
-    steps.append(("length", lambda t: t if max(1, c.min_chars) <= len(t.strip()) and (c.max_chars is None or len(t) <= c.max_chars) else None))
+    steps.append(("length", keep(lambda t: max(1, c.min_chars) <= len(t.strip()) and (c.max_chars is None or len(t) <= c.max_chars))))
     if c.min_words:
-        steps.append(("min_words", lambda t: t if len(WORD.findall(t)) >= c.min_words else None))
+        steps.append(("min_words", keep(lambda t: len(WORD.findall(t)) >= c.min_words)))
     if c.max_symbol_ratio is not None:
-        steps.append(("symbol_ratio", lambda t: t if symbol_ratio(t) <= c.max_symbol_ratio else None))
+        steps.append(("symbol_ratio", keep(lambda t: symbol_ratio(t) <= c.max_symbol_ratio)))
     if c.max_repeated_line_fraction is not None:
-        steps.append(("repeated_lines", lambda t: t if repeated_line_fraction(t) <= c.max_repeated_line_fraction else None))
+        steps.append(("repeated_lines", keep(lambda t: repeated_line_fraction(t) <= c.max_repeated_line_fraction)))
+    if c.languages:
+        steps.append(("language", LanguageIdFilter(c.languages, c.language_threshold)))
+    if c.toxicity:
+        steps.append(("toxicity", ToxicityFilter(c.toxicity, c.toxicity_threshold, c.detoxify_model)))
+    for kind in ("gopher_quality", "c4_quality", "fineweb_quality"):
+        if getattr(c, kind) is not None:
+            steps.append((kind, quality_filter(kind, dict(getattr(c, kind)))))
+    # Per-source dedup runs within one cleaning task; data.minhash_dedup covers the whole mix.
     if c.exact_dedup:
         is_new = _exact_dedup()
-        steps.append(("exact_dedup", lambda t: t if is_new(t) else None))
+        steps.append(("exact_dedup", keep(is_new)))
     if c.near_dedup:
         near = NearDedup(c.near_dedup_threshold, c.near_dedup_num_perm, c.near_dedup_ngram)
-        steps.append(("near_dedup", lambda t: t if near.is_new(t) else None))
-    return steps
-
-
-@dataclass
-class Cleaner:
-    """Apply a source's cleaning to a stream of documents; `report` counts every step."""
-
-    config: CleanConfig
-    report: List[StepReport] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._steps = _steps(self.config)
-        self.report = [StepReport("read")] + [StepReport(name) for name, _ in self._steps]
-
-    def __call__(self, docs: Iterable[str]) -> Iterator[str]:
-        read = self.report[0]
-        for text in docs:
-            size = len(text.encode("utf-8"))
-            read.docs_in += 1
-            read.docs_out += 1
-            read.bytes_in += size
-            read.bytes_out += size
-            for (_, fn), rep in zip(self._steps, self.report[1:]):
-                rep.docs_in += 1
-                rep.bytes_in += size
-                new = fn(text)
-                if new is None:
-                    break
-                if new is not text:  # filters return the same object: no need to re-measure
-                    text, size = new, len(new.encode("utf-8"))
-                rep.docs_out += 1
-                rep.bytes_out += size
-            else:
-                yield text
-
-    def report_dicts(self) -> List[dict]:
-        return [r.as_dict() for r in self.report]
+        steps.append(("near_dedup", keep(near.is_new)))
+    return [Reviewed(f"{i + 1:02d}-{name}", step, report_dir, c.review_samples) for i, (name, step) in enumerate(steps)]
 
 
 def format_report(name: str, steps: List[dict]) -> str:
     lines = [f"  {name}: cleaning"]
     for r in steps:
         lines.append(
-            f"    {r['step']:<16} docs {r['docs_in']:>10,} -> {r['docs_out']:>10,}   "
+            f"    {r['step']:<18} docs {r['docs_in']:>10,} -> {r['docs_out']:>10,}   "
             f"bytes {r['bytes_in']:>14,} -> {r['bytes_out']:>14,}"
         )
+        if r.get("bad_records"):
+            lines.append(f"    {'':<18} skipped {r['bad_records']:,} bad record(s), first: {r['bad_examples'][0]}")
     return "\n".join(lines)

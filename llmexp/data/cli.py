@@ -17,6 +17,8 @@ USAGE = """usage: llmexp prepare [--config-dir DIR] [--verify] [--json] [key=val
 
   llmexp prepare data=mix_local 'data.sources.0.path=~/corpus/**/*.md' tokenizer=bpe_32k
   llmexp prepare data=embedded --verify      re-hash every shard (sha256) and rebuild bad ones
+  llmexp prepare data=mix_local data.executor=slurm data.slurm_partition=cpu data.tasks=64
+                                             clean on SLURM array jobs; run again when they finish
 """
 
 
@@ -30,6 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     from llmexp.api import compose
     from llmexp.config.errors import ConfigError
+    from llmexp.data.engine import Submitted
     from llmexp.data.prepare import prepare_data
     from llmexp.data.sources import DataError
 
@@ -38,6 +41,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         cfg = compose(args.overrides, args.config_dir)
         log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
         data = prepare_data(cfg, verify=args.verify, log=log)
+    except Submitted as submitted:  # data.executor=slurm: the jobs run; a later prepare continues
+        print(f"llmexp: {submitted}")
+        return
     except (ConfigError, DataError) as err:
         print(f"llmexp: error: {err}", file=sys.stderr)
         raise SystemExit(2)

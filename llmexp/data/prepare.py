@@ -1,16 +1,20 @@
 """Data preparation: sources -> cleaned parts -> tokenizer -> token shards, cached by content.
 
 Cache keys (under $LLMEXP_CACHE/data/):
-    source key = hash(source fingerprint, its cleaning config, split settings, shard size)
+    source key = hash(source fingerprint, its cleaning config, split settings, shard size,
+                      on_bad_record; with data.minhash_dedup, every source of the mix)
     shards     = <source key>/tokens/<tokenizer name>   (a trained BPE's name carries its own hash)
 so a change of input files, cleaning, split or tokenizer prepares anew, and anything else reuses
 what is there. A run that finds every index ready reads nothing but the indexes and starts.
-`llmexp prepare` (llmexp/data/cli.py) runs this same function once for many runs.
+`llmexp prepare` (llmexp/data/cli.py) runs this same function once for many runs. Cleaning runs
+on HF datatrove (engine.py); tokenization writes llmexp's checksummed shards (shards.py).
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,17 +25,18 @@ from typing import Callable, Iterator, List, Optional
 import numpy as np
 
 from llmexp.config.schema import Config, DataConfig, SourceConfig
-from llmexp.data.clean import Cleaner, format_report
+from llmexp.data.clean import format_report
+from llmexp.data.engine import MixCleaning
 from llmexp.data.shards import (
     INDEX_FORMAT, PartWriter, bad_shards, iter_part_texts, open_shard, run_tasks, shard_done,
 )
 from llmexp.data.sources import DataError, iter_documents, source_fingerprint, source_name
 from llmexp.data.split import StreamSplit
-from llmexp.data.tokens import entropy_of_counts, token_dtype
+from llmexp.data.tokens import entropy_of_counts, token_dtype, windows
 from llmexp.io import atomic_write_text, cache_root
 from llmexp.tokenizers import Tokenizer, load_tokenizer
 
-CLEAN_FORMAT = 1
+CLEAN_FORMAT = 2  # 2: datatrove engine, reports with removed samples and bad records
 ENTROPY_MAX_TOKENS = 20_000_000  # the validation baseline reads at most this many tokens
 
 
@@ -39,10 +44,17 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def source_key(source: SourceConfig, data: DataConfig) -> str:
-    spec = {"source": source_fingerprint(source), "clean": asdict(source.clean), "val_fraction": data.val_fraction,
-            "split_seed": data.split_seed, "shard_bytes": data.shard_bytes, "format": CLEAN_FORMAT}
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+def source_keys(sources: List[SourceConfig], data: DataConfig) -> List[str]:
+    """Cache key of each source's cleaned parts. With MinHash across the mix a source's result
+    depends on every other source, so each key then covers the whole mix."""
+    specs = [{"source": source_fingerprint(s), "clean": asdict(s.clean)} for s in sources]
+    common = {"val_fraction": data.val_fraction, "split_seed": data.split_seed, "shard_bytes": data.shard_bytes,
+              "on_bad_record": data.on_bad_record, "format": CLEAN_FORMAT}
+    if data.minhash_dedup:
+        common["mix"] = {"sources": specs, "ngram": data.minhash_ngram, "buckets": data.minhash_buckets,
+                         "hashes_per_bucket": data.minhash_hashes_per_bucket}
+    return [hashlib.sha256(json.dumps({**spec, **common}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+            for spec in specs]
 
 
 @dataclass
@@ -151,35 +163,90 @@ class PreparedData:
 
 # ---------------------------------------------------------------- stage 1: read, clean, split
 
-def clean_source(source: SourceConfig, data: DataConfig, root: Path, log: Callable[[str], None]) -> tuple[Path, dict]:
-    """The source's cleaned train/val parts, from the cache or made now."""
-    folder = root / f"{source_name(source)}-{source_key(source, data)}"
-    report_path = folder / "clean" / "report.json"
-    if report_path.is_file():
-        return folder, json.loads(report_path.read_text())
-    name = source_name(source)
+def remove_stale_temp_files(folder: Path, log: Callable[[str], None]) -> None:
+    """Temporary files (`.<name>.<pid>.tmp`) left by a killed prepare: removed unless their
+    process still runs (concurrent preparers never share one)."""
+    stale = []
+    for tmp in folder.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            stale.append(tmp.name)
+    if stale:
+        log(f"  removed {len(stale)} temporary file(s) of an interrupted prepare in {folder}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def split_by_bytes(text: str, val_fraction: float) -> tuple[str, str]:
+    """One document -> (train, validation): the last val_fraction of its bytes, cut at the line
+    (else word) boundary nearest to that point, so neither side starts mid-word."""
+    cut = int(len(text) * (1 - val_fraction))
+    candidates = [i for i in (text.rfind("\n", 0, cut), text.find("\n", cut), text.rfind(" ", 0, cut)) if 0 < i < len(text) - 1]
+    if candidates:
+        cut = min(candidates, key=lambda i: abs(i - cut))
+    return text[:cut], text[cut:].lstrip("\n")
+
+
+def write_parts(docs: Iterator[str], name: str, folder: Path, data: DataConfig, log: Callable[[str], None]) -> tuple[dict, dict]:
+    """Kept documents -> clean/{train,val}-NNNNN.parquet by the document-level split; a source of
+    one document is split by bytes instead."""
     clean_dir = folder / "clean"
-    if clean_dir.exists():  # an interrupted cleaning: dedup state is gone, start the source over
+    if clean_dir.exists():  # parts of an interrupted split: the cleaned documents are still in the work folder
         shutil.rmtree(clean_dir)
     clean_dir.mkdir(parents=True)
-    started = time.perf_counter()
     train, val = PartWriter(clean_dir, "train", data.shard_bytes), PartWriter(clean_dir, "val", data.shard_bytes)
-    splitter = StreamSplit(data.val_fraction, data.split_seed, train, val)
-    cleaner = Cleaner(source.clean)
-    for doc in cleaner(iter_documents(source)):
-        splitter(doc)
-    n_train, n_val = splitter.finish()
-    steps = cleaner.report_dicts()
-    if steps[0]["docs_in"] == 0:
-        raise DataError(f"data source {name!r}: no documents ({source.path or source.dataset or source.kind})")
-    if n_train + n_val == 0:
-        raise DataError(f"data source {name!r}: cleaning removed every one of {steps[0]['docs_in']:,} documents "
-                        "(" + ", ".join(f"{r['step']} {r['docs_in']}->{r['docs_out']}" for r in steps[1:]) + ")")
-    report = {"source": name, "train": train.close(), "val": val.close(), "steps": steps,
-              "seconds": round(time.perf_counter() - started, 2)}
-    atomic_write_text(report_path, json.dumps(report, indent=2))
-    log(format_report(name, steps))
-    return folder, report
+    first = list(itertools.islice(docs, 2))
+    if len(first) == 1:
+        head, tail = split_by_bytes(first[0], data.val_fraction)
+        train(head)
+        val(tail)
+        log(f"  {name}: one document: split by bytes, the last {len(tail.encode()):,} of {len(first[0].encode()):,} bytes "
+            f"(val_fraction={data.val_fraction}) held out for validation")
+    else:
+        splitter = StreamSplit(data.val_fraction, data.split_seed, train, val)
+        for doc in itertools.chain(first, docs):
+            splitter(doc)
+        splitter.finish()
+    return train.close(), val.close()
+
+
+def clean_sources(sources: List[SourceConfig], data: DataConfig, root: Path, log: Callable[[str], None]) -> List[tuple[Path, dict]]:
+    """Each source's cleaned train/val parts, from the cache or made now by the datatrove engine."""
+    keys = source_keys(sources, data)
+    folders = [root / f"{source_name(s)}-{k}" for s, k in zip(sources, keys)]
+    pending = [i for i, f in enumerate(folders) if not (f / "clean" / "report.json").is_file()]
+    if pending:
+        work = root / ("work-" + hashlib.sha256("".join(keys[i] for i in pending).encode()).hexdigest()[:16])
+        cleaning = MixCleaning([sources[i] for i in pending], data, work)
+        started = time.perf_counter()
+        cleaning.run(log)
+        for i in pending:
+            source, name = sources[i], source_name(sources[i])
+            steps = cleaning.steps(source, name)
+            if steps[0]["docs_out"] == 0:
+                raise DataError(f"data source {name!r}: no documents ({source.path or source.dataset or source.kind})"
+                                + (f"; {steps[0]['bad_records']:,} bad record(s) skipped, first: {steps[0]['bad_examples'][0]}"
+                                   if steps[0].get("bad_records") else ""))
+            kept = steps[-1]["docs_out"]
+            if kept == 0:
+                raise DataError(f"data source {name!r}: cleaning removed every one of {steps[0]['docs_out']:,} documents "
+                                "(" + ", ".join(f"{r['step']} {r['docs_in']}->{r['docs_out']}" for r in steps[1:]) + ")")
+            train, val = write_parts(cleaning.documents(name), name, folders[i], data, log)
+            report = {"source": name, "train": train, "val": val, "steps": steps,
+                      "seconds": round(time.perf_counter() - started, 2)}
+            atomic_write_text(folders[i] / "clean" / "report.json", json.dumps(report, indent=2))
+            log(format_report(name, steps))
+        cleaning.remove()
+    return [(f, json.loads((f / "clean" / "report.json").read_text())) for f in folders]
 
 
 def training_texts(sources: List[SourceData], max_bytes: int) -> Iterator[str]:
@@ -216,6 +283,7 @@ def tokenize_source(s: SourceData, tokenizer: Tokenizer, data: DataConfig, log: 
             (token_dir / name).with_suffix(".json").unlink(missing_ok=True)
         index_path.unlink()
     token_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(token_dir, log)
     if not (token_dir / "tokenizer" / "tokenizer.json").is_file():
         tokenizer.save(token_dir / "tokenizer")  # what the worker processes load
     tasks, metas = [], {}
@@ -247,20 +315,27 @@ def tokenize_source(s: SourceData, tokenizer: Tokenizer, data: DataConfig, log: 
     s.index = index
 
 
+def _check_validation_size(sources: List[SourceData], seq_len: int) -> None:
+    """Validation reads whole windows of seq_len + 1 tokens: fail here, in one line, not in training."""
+    n = sum(s.tokens("val") for s in sources)
+    if windows(n, seq_len) == 0:
+        raise DataError(f"validation text has {n:,} tokens, shorter than one sequence of {seq_len} (+1) tokens: "
+                        "raise data.val_fraction, add data, or lower trainer.seq_len")
+
+
 def prepare_data(cfg: Config, verify: bool = False, log: Callable[[str], None] = _log) -> PreparedData:
     """Every source cleaned and tokenized (or found in the cache), and the tokenizer."""
     data = cfg.data
     root = cache_root(data.cache_dir) / "data"
     total_weight = sum(s.weight for s in data.sources)
-    sources = []
-    for source in data.sources:
-        folder, report = clean_source(source, data, root, log)
-        sources.append(SourceData(source_name(source), source.weight / total_weight, folder, report))
+    sources = [SourceData(source_name(source), source.weight / total_weight, folder, report)
+               for source, (folder, report) in zip(data.sources, clean_sources(data.sources, data, root, log))]
     # The tokenizer learns from training documents only, so validation stays held out.
     train_id = json.dumps([(s.name, s.weight, s.clean["train"]["content_hash"]) for s in sources])
     tokenizer = load_tokenizer(cfg.tokenizer, hashlib.sha256(train_id.encode()).hexdigest()[:16],
                                lambda: training_texts(sources, cfg.tokenizer.train_max_bytes))
     for s in sources:
         tokenize_source(s, tokenizer, data, log, verify)
+    _check_validation_size(sources, cfg.trainer.seq_len or cfg.model.max_seq_len)
     all_id = json.dumps([(s.name, s.weight, s.clean["train"]["content_hash"], s.clean["val"]["content_hash"]) for s in sources])
     return PreparedData(tokenizer, sources, hashlib.sha256(all_id.encode()).hexdigest()[:16])

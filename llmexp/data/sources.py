@@ -14,7 +14,7 @@ import json
 import os
 import string
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Mapping
+from typing import Any, Callable, Iterator, List, Mapping, Optional
 
 from llmexp.config.schema import SourceConfig
 
@@ -82,50 +82,82 @@ def record_text(source: SourceConfig, where: str) -> Callable[[Mapping[str, Any]
     return get
 
 
-def jsonl_records(path: Path) -> Iterator[tuple[str, dict]]:
+def _raise_error(where: str, message: str) -> None:
+    raise DataError(f"{where}: {message}")
+
+
+def jsonl_records(path: Path, on_error: Callable[[str, str], None] = _raise_error) -> Iterator[tuple[str, dict]]:
     """(`file:line`, record) for each non-blank line of a JSON Lines file; bad bytes, bad JSON
-    and non-object lines are DataErrors naming the line."""
+    and non-object lines go to on_error(file:line, message): a DataError, unless the caller
+    skips and counts them."""
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise DataError(f"{where}: not UTF-8 (byte {err.start}: {err.reason})") from None
+                on_error(where, f"not UTF-8 (byte {err.start}: {err.reason})")
+                continue
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{where}: invalid JSON ({err.msg})") from None
+                on_error(where, f"invalid JSON ({err.msg})")
+                continue
             if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+                on_error(where, f"expected a JSON object, got {type(record).__name__}")
+                continue
             yield where, record
 
 
-def _jsonl_documents(path: Path, source: SourceConfig) -> Iterator[str]:
-    for where, record in jsonl_records(path):
-        yield record_text(source, where)(record)
+Record = tuple  # (where: "file:line" or similar, text, url or None)
 
 
-def _parquet_documents(path: Path, source: SourceConfig) -> Iterator[str]:
+def _fields(source: SourceConfig) -> List[str]:
+    return [f for _, f, _, _ in string.Formatter().parse(source.template) if f] if source.template else [source.text_field]
+
+
+def _text_or_error(where: str, get: Callable[[], str], on_error: Callable[[str, str], None]) -> Optional[str]:
+    try:
+        return get()
+    except DataError as err:
+        on_error(where, str(err).removeprefix(f"{where}: "))
+        return None
+
+
+def _jsonl_records(path: Path, source: SourceConfig, on_error) -> Iterator[Record]:
+    url_field = source.clean.url_field
+    for where, record in jsonl_records(path, on_error):
+        text = _text_or_error(where, lambda: record_text(source, where)(record), on_error)
+        if text is not None:
+            yield where, text, record.get(url_field)
+
+
+def _parquet_records(path: Path, source: SourceConfig, on_error) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for a file that is not Parquet
-        raise DataError(f"{path}: not a readable Parquet file ({err})") from None
+        on_error(str(path), f"not a readable Parquet file ({err})")
+        return
     columns = pf.schema_arrow.names
-    wanted = [f for _, f, _, _ in string.Formatter().parse(source.template) if f] if source.template else [source.text_field]
+    wanted = _fields(source)
     missing = [c for c in wanted if c not in columns]
     if missing:
-        raise DataError(f"{path}: no column {missing[0]!r} (columns: {', '.join(columns)})")
+        on_error(str(path), f"no column {missing[0]!r} (columns: {', '.join(columns)})")
+        return
+    url_field = source.clean.url_field if source.clean.url_field in columns else None
     to_text = record_text(source, str(path))
-    for batch in pf.iter_batches(batch_size=1024, columns=sorted(set(wanted))):
-        if source.template is None:
-            yield from ("" if t is None else t for t in batch.column(0).to_pylist())
-        else:
-            yield from (to_text(r) for r in batch.to_pylist())
+    row = 0
+    for batch in pf.iter_batches(batch_size=1024, columns=sorted(set(wanted) | ({url_field} if url_field else set()))):
+        records = batch.to_pylist()
+        texts = (("" if r[source.text_field] is None else r[source.text_field]) for r in records) if source.template is None \
+            else (to_text(r) for r in records)
+        for record, text in zip(records, texts):
+            row += 1
+            yield f"{path}:row {row}", text, record.get(url_field) if url_field else None
 
 
 def _hf_dataset(source: SourceConfig):
@@ -153,39 +185,60 @@ def _hf_dataset(source: SourceConfig):
         raise DataError(f"data source {name!r}: cannot load {source.dataset or source.path!r} ({type(err).__name__}: {err})") from None
 
 
-def _hf_documents(source: SourceConfig) -> Iterator[str]:
+def _hf_records(source: SourceConfig, rank: int, world_size: int, on_error) -> Iterator[Record]:
     dataset = _hf_dataset(source)
     columns = dataset.column_names or []
-    wanted = [f for _, f, _, _ in string.Formatter().parse(source.template) if f] if source.template else [source.text_field]
+    wanted = _fields(source)
     missing = [c for c in wanted if columns and c not in columns]
     if missing:
         raise DataError(f"data source {source_name(source)!r}: no field {missing[0]!r} (fields: {', '.join(columns)})")
+    if hasattr(dataset, "shard") and not source.streaming:
+        dataset = dataset.shard(world_size, rank, contiguous=True)
+    elif rank:
+        return  # a streamed dataset is read by the first task
+    name, url_field = source.dataset or source.path, source.clean.url_field
     to_text = record_text(source, f"data source {source_name(source)!r}")
     if hasattr(dataset, "iter") and not source.streaming:
-        for batch in dataset.select_columns(wanted).iter(batch_size=1024):
-            rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
-            yield from (to_text(r) for r in rows)
+        keep = wanted + ([url_field] if url_field in columns and url_field not in wanted else [])
+        rows = (dict(zip(batch, values)) for batch in dataset.select_columns(keep).iter(batch_size=1024)
+                for values in zip(*batch.values()))
     else:
-        yield from (to_text(r) for r in dataset)
+        rows = iter(dataset)
+    for i, record in enumerate(rows):
+        where = f"{name}:{i}"
+        text = _text_or_error(where, lambda: to_text(record), on_error)
+        if text is not None:
+            yield where, text, record.get(url_field)
+
+
+def iter_records(source: SourceConfig, rank: int = 0, world_size: int = 1,
+                 on_error: Callable[[str, str], None] = _raise_error) -> Iterator[Record]:
+    """(where, text, url) of every document of `source` in a deterministic order (files sorted by
+    path), or of task `rank`'s share of them: files rank, rank+world_size, ...; an hf dataset's
+    contiguous shard; the embedded corpus and streamed datasets in task 0. A bad file or record
+    goes to on_error(where, message): a DataError unless the caller skips and counts it."""
+    if source.kind == "embedded":
+        if rank == 0:
+            yield from ((f"embedded:{i}", text, None) for i, text in enumerate(embedded_documents()))
+    elif source.kind == "hf":
+        yield from _hf_records(source, rank, world_size, on_error)
+    elif source.kind in ("text", "jsonl", "parquet"):
+        for path in _source_files(source)[rank::world_size]:
+            if source.kind == "text":
+                text = _text_or_error(str(path), lambda: _read_text(path), on_error)
+                if text is not None:
+                    yield str(path), text, None
+            elif source.kind == "jsonl":
+                yield from _jsonl_records(path, source, on_error)
+            else:
+                yield from _parquet_records(path, source, on_error)
+    else:
+        raise DataError(f"data source kind {source.kind!r} is not supported")
 
 
 def iter_documents(source: SourceConfig) -> Iterator[str]:
     """Every document of `source`, in a deterministic order (files sorted by path)."""
-    if source.kind == "embedded":
-        yield from embedded_documents()
-    elif source.kind == "text":
-        for path in _source_files(source):
-            yield _read_text(path)
-    elif source.kind == "jsonl":
-        for path in _source_files(source):
-            yield from _jsonl_documents(path, source)
-    elif source.kind == "parquet":
-        for path in _source_files(source):
-            yield from _parquet_documents(path, source)
-    elif source.kind == "hf":
-        yield from _hf_documents(source)
-    else:
-        raise DataError(f"data source kind {source.kind!r} is not supported")
+    return (text for _, text, _ in iter_records(source))
 
 
 def source_documents(source: SourceConfig) -> List[str]:

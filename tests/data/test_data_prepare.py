@@ -48,7 +48,7 @@ def test_second_prepare_reads_nothing_and_uint32_for_large_vocabularies(tmp_path
     cfg = config(tmp_path, two_sources, tokenizer=["tokenizer=cl100k_base"])
     first = prepare_data(cfg, log=quiet)
     assert first.dtype == np.uint32
-    monkeypatch.setattr(prepare_mod, "iter_documents", lambda s: pytest.fail("read the data again"))
+    monkeypatch.setattr(prepare_mod, "MixCleaning", lambda *a: pytest.fail("read the data again"))
     monkeypatch.setattr(prepare_mod, "run_tasks", lambda *a: pytest.fail("tokenized again"))
     again = prepare_data(cfg, log=quiet)
     assert again.fingerprint == first.fingerprint

@@ -6,7 +6,7 @@ import os
 import re
 import string
 from dataclasses import dataclass, field
-from typing import List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 from omegaconf import MISSING
 
@@ -21,7 +21,7 @@ class CleanConfig:
     strip_html: bool = False  # tags, scripts and styles removed, entities unescaped
     unicode_normalize: Optional[str] = choice(Literal["NFC", "NFKC", "NFD", "NFKD"], None)
     mask_emails: bool = False  # -> <EMAIL>
-    mask_ips: bool = False  # IPv4 addresses -> <IP>
+    mask_ips: bool = False  # IPv4 and IPv6 addresses -> <IP>
     min_chars: int = 1
     max_chars: Optional[int] = None
     min_words: int = 0
@@ -32,6 +32,23 @@ class CleanConfig:
     near_dedup_threshold: float = 0.8  # estimated Jaccard similarity of word n-gram sets
     near_dedup_num_perm: int = 128
     near_dedup_ngram: int = 5
+    # Web-data filters, run as datatrove steps (llmexp/data/steps.py) after masking, before dedup;
+    # each reports documents/bytes in/out and keeps `review_samples` removed documents (clean/report.json).
+    extract_main_text: bool = False  # HTML -> main content (trafilatura): navigation, footers, titles dropped
+    mask_phones: bool = False  # phone numbers -> <PHONE> (libphonenumber's matcher, any region with a + prefix, else phone_region)
+    phone_region: str = "US"  # region assumed for numbers written without a country code
+    url_blocklist: Optional[str] = None  # file of blocked domains/URLs, one a line ('#' comments); reads url_field
+    url_field: str = "url"  # jsonl/parquet/hf record field holding the document's URL
+    languages: Optional[List[str]] = None  # keep documents py3langid labels as one of these ISO 639-1 codes
+    language_threshold: float = 0.65  # minimum py3langid probability of the kept language
+    # drop documents scored above toxicity_threshold; None: no toxicity filter
+    toxicity: Optional[str] = choice(Literal["profanity_check", "detoxify"], None)
+    toxicity_threshold: float = 0.5  # profanity_check: offensive probability; detoxify: its `toxicity` score
+    detoxify_model: str = "original"  # detoxify checkpoint (original | unbiased | multilingual); downloaded on first use
+    gopher_quality: Optional[Dict[str, Any]] = None  # datatrove GopherQualityFilter thresholds ({}: its defaults); None: off
+    c4_quality: Optional[Dict[str, Any]] = None  # datatrove C4QualityFilter options ({}: its defaults); None: off
+    fineweb_quality: Optional[Dict[str, Any]] = None  # datatrove FineWebQualityFilter thresholds ({}: its defaults); None: off
+    review_samples: int = 5  # removed documents kept per step for review
 
 
 @dataclass
@@ -64,6 +81,26 @@ class DataConfig:
     num_proc: int = 2  # tokenization processes
     verify_checksums: bool = False  # sha256 of every shard at load (sizes are always checked)
     cache_dir: Optional[str] = None  # None: $LLMEXP_CACHE or ~/.cache/llmexp
+    # Cleaning engine (datatrove, llmexp/data/engine.py): read -> clean/filter -> MinHash -> parts.
+    # A broken record/file stops prepare (error), or is skipped and counted (skip).
+    on_bad_record: str = choice(Literal["skip", "error"], "error")
+    # datatrove's LocalPipelineExecutor or SlurmPipelineExecutor
+    executor: str = choice(Literal["local", "slurm"], "local")
+    tasks: int = 1  # cleaning tasks per source (files are spread over them; the unit of resumption)
+    workers: int = 1  # tasks run at once (local: processes; slurm: array jobs, -1: all)
+    slurm_partition: Optional[str] = None  # executor=slurm: required
+    slurm_time: str = "24:00:00"
+    slurm_cpus_per_task: int = 1
+    slurm_mem_per_cpu_gb: int = 2
+    slurm_sbatch_args: Dict[str, str] = field(default_factory=dict)  # extra #SBATCH lines, e.g. {account: proj}
+    minhash_dedup: bool = False  # near-duplicates across all sources of the mix (datatrove MinHash, 4 stages)
+    minhash_ngram: int = 5  # word n-grams per shingle
+    minhash_buckets: int = 14  # LSH bands; with hashes_per_bucket=8 catches Jaccard >= ~0.75 pairs
+    minhash_hashes_per_bucket: int = 8
+
+# llmexp's filter key -> the datatrove filter class its options are passed to
+QUALITY_FILTERS = {"gopher_quality": "GopherQualityFilter", "c4_quality": "C4QualityFilter",
+                   "fineweb_quality": "FineWebQualityFilter"}
 
 
 def check_data(d: DataConfig) -> None:
@@ -99,6 +136,18 @@ def check_data(d: DataConfig) -> None:
     in_range("data.val_fraction", d.val_fraction, 0.0, 0.5, low_open=True, high_open=True)
     positive("data.shard_bytes", d.shard_bytes)
     positive("data.num_proc", d.num_proc)
+    _check_engine(d)
+
+
+def _check_engine(d: DataConfig) -> None:
+    positive("data.tasks", d.tasks)
+    require(d.workers == -1 or d.workers > 0, "data.workers", d.workers, "must be > 0, or -1 for all tasks at once")
+    if d.executor == "slurm":
+        require(bool(d.slurm_partition), "data.slurm_partition", d.slurm_partition, "executor=slurm needs a partition")
+        positive("data.slurm_cpus_per_task", d.slurm_cpus_per_task)
+        positive("data.slurm_mem_per_cpu_gb", d.slurm_mem_per_cpu_gb)
+    for name in ("minhash_ngram", "minhash_buckets", "minhash_hashes_per_bucket"):
+        positive(f"data.{name}", getattr(d, name))
 
 
 def check_clean(key: str, c: CleanConfig) -> None:
@@ -113,3 +162,29 @@ def check_clean(key: str, c: CleanConfig) -> None:
     in_range(f"{key}.near_dedup_threshold", c.near_dedup_threshold, 0.0, 1.0, low_open=True, high_open=True)
     require(c.near_dedup_num_perm >= 16, f"{key}.near_dedup_num_perm", c.near_dedup_num_perm, "must be >= 16")
     positive(f"{key}.near_dedup_ngram", c.near_dedup_ngram)
+    _check_filters(key, c)
+
+
+def _check_filters(key: str, c: CleanConfig) -> None:
+    """The web-data filters of one source (datatrove steps)."""
+    if c.url_blocklist is not None:
+        require(os.path.isfile(os.path.expanduser(c.url_blocklist)), f"{key}.url_blocklist", c.url_blocklist,
+                "no such file (one blocked domain or URL a line)")
+    require(bool(c.url_field), f"{key}.url_field", c.url_field, "name the field holding the URL")
+    if c.languages is not None:
+        require(len(c.languages) > 0 and all(re.fullmatch(r"[a-z]{2,3}", x) for x in c.languages),
+                f"{key}.languages", c.languages, "ISO 639-1 codes such as [en, de]")
+    in_range(f"{key}.language_threshold", c.language_threshold, 0.0, 1.0)
+    in_range(f"{key}.toxicity_threshold", c.toxicity_threshold, 0.0, 1.0, low_open=True, high_open=True)
+    require(c.review_samples >= 0, f"{key}.review_samples", c.review_samples, "must be >= 0")
+    for name, cls in QUALITY_FILTERS.items():
+        options = getattr(c, name)
+        if options:  # thresholds are the datatrove filter's own keyword arguments (imported only then)
+            import inspect
+
+            import datatrove.pipeline.filters as filters
+
+            allowed = [p for p in inspect.signature(getattr(filters, cls)).parameters if p not in ("exclusion_writer", "language")]
+            unknown = [k for k in options if k not in allowed]
+            require(not unknown, f"{key}.{name}.{unknown[0] if unknown else ''}", options.get(unknown[0]) if unknown else None,
+                    f"not a {cls} option (options: {', '.join(allowed)})")
