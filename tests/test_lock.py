@@ -54,8 +54,8 @@ def test_the_lock_holds_torch_at_the_build_install_sh_installs():
 @pytest.mark.slow
 def test_lock_sh_remakes_the_lock_and_check_latest_reports(tmp_path):
     """The README's commands, in a copy of the checkout: scripts/lock.sh reproduces the committed
-    lock, --upgrade moves it within pyproject.toml's ranges, and scripts/check_latest.sh (here on
-    this file's fast tests) ends with its verdict."""
+    lock, scripts/check_latest.sh (here on this file's fast tests) lists what is newer than it and
+    ends with its verdict, and --upgrade moves the lock within pyproject.toml's ranges."""
     root = tmp_path / "llmexp"
     shutil.copytree(REPO, root, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info"))
     committed = (REPO / "requirements" / "lock.txt").read_text()
@@ -66,12 +66,12 @@ def test_lock_sh_remakes_the_lock_and_check_latest_reports(tmp_path):
     remade = run("scripts/lock.sh")
     assert remade.returncode == 0, remade.stderr[-3000:]
     assert (root / "requirements" / "lock.txt").read_text() == committed
-    upgraded = run("scripts/lock.sh", "--upgrade")
-    assert upgraded.returncode == 0, upgraded.stderr[-3000:]
-    assert mismatches(root) == []
-
     latest = run("scripts/check_latest.sh", "tests/test_lock.py")
     print(latest.stdout[-3000:])
     assert latest.returncode == 0, latest.stdout[-3000:] + latest.stderr[-3000:]
     assert "newer than requirements/lock.txt:" in latest.stdout
     assert latest.stdout.strip().splitlines()[-1].startswith("check_latest: PASS")
+
+    upgraded = run("scripts/lock.sh", "--upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr[-3000:]
+    assert mismatches(root) == []
