@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from lm_eval import utils
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
+# Not lm-eval's documented model interface (TemplateLM, register_model) but the helpers its own `hf`
+# model batches and stops with; matching `hf` request by request needs them. requirements/lock.txt
+# holds lm_eval at the tested version; tests/eval's parity tests catch a change in them.
 from lm_eval.models.utils import Collator, handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from tqdm import tqdm
 

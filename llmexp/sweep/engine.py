@@ -111,7 +111,11 @@ class Engine:
         group named after the sweep, and the llmexp this driver imported first on the path.
 
         Not WANDB_SWEEP_ID: this sweep exists on no W&B server, and with a sweep id wandb.init
-        ignores the run's project; without it the offline runs `wandb sync` as ordinary runs."""
+        ignores the run's project; without it the offline runs `wandb sync` as ordinary runs.
+        Not WANDB_SERVICE either, as W&B's agent drops it: with the token of a W&B service this
+        process's parent started, a run would log through that service, which writes the run's
+        files on its own time -- after the run has exited, or only when that parent exits."""
+        from wandb import env as wandb_env
         from wandb.sdk.lib import config_util
 
         params_file = self.sweep_dir / "params" / f"config-{record.id}.yaml"
@@ -119,7 +123,7 @@ class Engine:
         import llmexp
 
         root = str(Path(llmexp.__file__).resolve().parents[1])
-        env = dict(self.environ)
+        env = {k: v for k, v in self.environ.items() if k != wandb_env.SERVICE}
         env.setdefault("WANDB_RUN_GROUP", f"{self.sweep.name}-{self.state.sweep_id}")
         env.update(
             WANDB_MODE="offline", WANDB_RUN_ID=record.id, WANDB_SWEEP_PARAM_PATH=str(params_file.resolve()),

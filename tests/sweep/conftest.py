@@ -3,9 +3,12 @@ engine tests, and a reader of what W&B recorded offline."""
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import pytest
 import yaml
@@ -67,10 +70,14 @@ def fake_sweep(tmp_path: Path):
 
 
 # --- what W&B received ------------------------------------------------------------------------
-# wandb 0.31 writes a run's .wandb file from its Go core and ships no Python reader. The file is
-# LevelDB's log format: a 7-byte header (':W&B', 0xBEE1, version), then 32 KiB blocks of records,
-# each with a 7-byte header (crc32, length, type FULL=1 FIRST=2 MIDDLE=3 LAST=4), holding
-# wandb.proto.wandb_internal_pb2.Record messages.
+# W&B has no public reader of an offline run: wandb 0.31 writes only the `.wandb` record stream
+# offline (no files/config.yaml or wandb-summary.json; those come from its servers) and ships no
+# Python reader of it (`wandb sync` reads it in its Go core). So this reads the stream itself, and
+# requirements/lock.txt holds wandb at the version it was written against (0.31.0): LevelDB's log
+# format -- a 7-byte header (':W&B', 0xBEE1, version), then 32 KiB blocks of records, each with a
+# 7-byte header (crc32, length, type FULL=1 FIRST=2 MIDDLE=3 LAST=4) -- holding
+# wandb.proto.wandb_internal_pb2.Record messages. The run's folder is found by W&B's documented
+# naming, `<offline-run|run>-<YYYYMMDD_HHMMSS>-<run id>` (`wandb sync --help`).
 _BLOCK = 32768
 
 
@@ -95,15 +102,17 @@ def _records(path: Path) -> Iterator[Any]:
             yield record
 
 
-def wandb_offline_run(run_dir: Path) -> Optional[dict[str, Any]]:
-    """What W&B recorded for the offline run under `run_dir` ({"run": id/project/group,
-    "config": {...}, "history": [rows]}), or None."""
-    logs = sorted(Path(run_dir).glob("**/offline-run-*/*.wandb"))
-    if not logs:
-        return None
+def wandb_offline_run(run_dir: Path, run_id: str) -> dict[str, Any]:
+    """What W&B recorded offline for run `run_id` under `run_dir`: {"run": id/project/group,
+    "config": {...}, "history": [rows]}. The run must have been one session that W&B closed
+    (its stream ends with the exit record W&B writes when the run finishes)."""
+    folders = sorted(Path(run_dir).glob(f"wandb/offline-run-*-{run_id}"))
+    assert len(folders) == 1, f"one offline W&B run {run_id} expected in {run_dir}, found {[f.name for f in folders]}"
+    records = list(_records(folders[0] / f"run-{run_id}.wandb"))
+    kinds = [r.WhichOneof("record_type") for r in records]
+    assert kinds and kinds[-1] == "exit", f"W&B has not finished writing run {run_id}: {kinds[-3:]}"
     found: dict[str, Any] = {"run": {}, "config": {}, "history": []}
-    for record in _records(logs[-1]):
-        kind = record.WhichOneof("record_type")
+    for kind, record in zip(kinds, records):
         if kind == "run":
             found["run"] = {"id": record.run.run_id, "project": record.run.project, "group": record.run.run_group}
         items = record.run.config.update if kind == "run" else record.config.update if kind == "config" else ()
@@ -141,20 +150,45 @@ def sft_base(tmp_path: Path, monkeypatch) -> Path:
     return folder
 
 
+# --- a shipped sweep file where a user of a fresh clone runs it -------------------------------
+def header_commands(path: Path) -> list[str]:
+    """The shell lines of a sweep file's header that generate what it needs: `#   $ <line>`."""
+    return [line.split("$", 1)[1][1:] for line in path.read_text().splitlines() if line.startswith("#   $")]
+
+
+@pytest.fixture(scope="session")
+def generated_for(tmp_path_factory):
+    """generated_for(sweep file) -> (a new folder holding only what the file's header commands
+    generate there, the environment variables they export); each file's commands run once."""
+    made: dict[Path, tuple[Path, dict[str, str]]] = {}
+    python = tmp_path_factory.mktemp("bin") / "python"  # the header's `python`: this interpreter
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # (a symlink would lose its venv)
+    python.chmod(0o755)
+
+    def make(path: Path) -> tuple[Path, dict[str, str]]:
+        if path not in made:
+            folder, exported = tmp_path_factory.mktemp(path.stem), tmp_path_factory.mktemp("env") / "env"
+            script = "\n".join([*header_commands(path), f"env -0 > {exported}"])
+            env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
+            done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=folder, env=env,
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, f"{path.name}'s header commands failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            variables = dict(item.split("=", 1) for item in exported.read_text().split("\0") if "=" in item)
+            made[path] = folder, {k: v for k, v in variables.items() if k not in os.environ}
+        return made[path]
+
+    return make
+
+
 @pytest.fixture
-def composable(monkeypatch):
-    """composable(sweep): run from the repository root, as an agent or the driver would, and skip
-    llmexp's side of a sweep whose --config-dir folder is generated first (isoflop.yaml's study
-    folder: `python -m llmexp.scaling isoflop ...` writes it)."""
-    from llmexp.sweep.check import program_args_or_fail, split_program_args
+def fresh_folder(generated_for, monkeypatch):
+    """fresh_folder(sweep file) -> the folder the test now works in, as a user of a fresh clone
+    would: a new one holding only what the file's header generates, with what its header exports."""
+    def enter(path: Path) -> Path:
+        folder, exported = generated_for(path)
+        monkeypatch.chdir(folder)
+        for name, value in exported.items():
+            monkeypatch.setenv(name, value)
+        return folder
 
-    monkeypatch.chdir(REPO)
-
-    def check(sweep) -> None:
-        _, config_dirs = split_program_args(program_args_or_fail(sweep))
-        generated = [d for d in config_dirs if not (REPO / d).is_dir()]
-        if generated:
-            pytest.skip(f"{sweep.path.name}: valid for W&B; llmexp's side needs --config-dir {generated[0]}, "
-                        "which the command in the file's header generates")
-
-    return check
+    return enter

@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import llmexp
+from llmexp.sweep.check import split_program_args
 from llmexp.sweep.command import expand, program_args
 from llmexp.sweep.compat import engine, plain
 from llmexp.sweep.overrides import agent_overrides
@@ -48,13 +49,21 @@ def value_at(cfg, key: str):
     return OmegaConf.select(node, key, throw_on_missing=True)
 
 
+def as_read(cfg, value):
+    """A parameter's value as the run's config reads it: interpolations (isoflop.yaml's
+    ${model.name}, ${oc.env:LLMEXP_STUDY_DATA}) resolved against that config."""
+    node = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    node["_value"] = value
+    return node["_value"]
+
+
 SWEEP_FILES = sorted((Path(__file__).resolve().parents[2] / "sweeps").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.name for p in SWEEP_FILES])
-def test_agent_command_composes(path, monkeypatch, tmp_path, sft_base, composable):
+def test_agent_command_composes(path, monkeypatch, tmp_path, sft_base, fresh_folder):
+    fresh_folder(path)
     sweep = load_sweep(path)
-    composable(sweep)
     suggestion = engine().next_run(sweep.config, [], validate=True)  # W&B's engine picks the run
     params = {k: plain(v["value"]) for k, v in suggestion.config.items()}
     argv, env = run_agent(sweep.config, params, monkeypatch, tmp_path)
@@ -62,9 +71,10 @@ def test_agent_command_composes(path, monkeypatch, tmp_path, sft_base, composabl
     assert argv == expand(sweep.command, params, sweep.program)  # what the offline driver runs
     assert argv[:4] == ["/usr/bin/env", "python", "-m", "llmexp"]
     assert Path(env["WANDB_SWEEP_PARAM_PATH"]).is_file()
-    cfg = llmexp.compose(agent_overrides(program_args(argv), env))
+    overrides, config_dirs = split_program_args(program_args(argv))
+    cfg = llmexp.compose(agent_overrides(overrides, env), config_dirs=config_dirs)
     for key, value in params.items():
-        assert value_at(cfg, key) == value, key
+        assert value_at(cfg, key) == as_read(cfg, value), key
     assert cfg.logger.name == "wandb"
 
 

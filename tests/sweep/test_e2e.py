@@ -73,8 +73,7 @@ def test_grid_sweep_offline_with_hyperband_stopping_a_planted_bad_run(sweep_file
 
     # what W&B itself recorded for the best run (offline): the sweep's metric under its exact
     # name, and the resolved config as flat dotted keys holding the sweep's value
-    recorded = read_wandb_run(Path(best.run_dir))
-    assert recorded is not None, "no offline W&B run in the run folder"
+    recorded = read_wandb_run(Path(best.run_dir), best.id)
     assert recorded["run"] == {"id": best.id, "project": "llmexp", "group": f"e2e-grid-{state.sweep_id}"}
     config = recorded["config"]
     assert config["optimizer.lr"] == best.params["optimizer.lr"]

@@ -116,6 +116,21 @@ def test_an_invalid_run_fails_before_it_starts(fake_sweep, tmp_path):
     assert json.loads((sweep_dir / "state.json").read_text())["runs"][1]["state"] == "failed"
 
 
+def test_a_run_gets_what_a_wandb_agent_gives_it_and_never_the_drivers_wandb_service(fake_sweep, tmp_path):
+    # A W&B service token inherited from whoever started the driver (a notebook, a test process
+    # that logged to W&B) would make the run log through that service, which writes the run's
+    # files after the run has exited; W&B's own agent drops it too.
+    sweep = load_sweep(fake_sweep("grid", {"x": {"values": [1.0]}}))
+    state = SweepState.new(sweep.path, sweep.config, seed=0)
+    environ = {"PATH": os.environ["PATH"], "WANDB_SERVICE": "3-123-unix-/tmp/wandb-123/socket"}
+    engine = Engine(sweep, tmp_path / "sweep", state, log=lambda _: None, environ=environ)
+    record = state.add_run({"x": 1.0}, tmp_path / "sweep")
+    env = engine.env(record)
+    assert "WANDB_SERVICE" not in env
+    assert env["WANDB_RUN_ID"] == record.id and env["WANDB_MODE"] == "offline"
+    assert env["WANDB_RUN_GROUP"] == f"fake-{state.sweep_id}" and Path(env["WANDB_SWEEP_PARAM_PATH"]).is_file()
+
+
 def test_one_driver_per_sweep_folder_and_the_file_must_not_change(fake_sweep, tmp_path):
     path = fake_sweep("grid", {"x": {"values": [1.0]}})
     with exclusive(tmp_path / "sweep"):

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llmexp.sweep.check import check_sweep
 from llmexp.sweep.errors import SweepError
@@ -23,14 +24,21 @@ def test_the_shipped_sweeps_are_there():
 
 
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.name for p in SWEEP_FILES])
-def test_sweep_file_valid_for_wandb_and_llmexp(path, sft_base, composable):
+def test_sweep_file_valid_for_wandb_and_llmexp(path, sft_base, fresh_folder):
+    fresh_folder(path)
     sweep = load_sweep(path)  # W&B's schema (sweeps.schema_violations_from_proposed_config, SweepConfig)
-    composable(sweep)
     report = check_sweep(sweep)  # llmexp's: every parameter value composed, validated and planned
     assert report.combinations >= 1
     assert sweep.metric == "val/loss"
     if sweep.method == "bayes":
         assert sweep.early_terminate and sweep.early_terminate["type"] == "hyperband"
+
+
+def test_isoflop_sweep_is_what_its_study_writes(fresh_folder):
+    """sweeps/isoflop.yaml below its header is the study's own sweep.yaml, as its header says."""
+    shipped = REPO / "sweeps" / "isoflop.yaml"
+    folder = fresh_folder(shipped)
+    assert yaml.safe_load((folder / "studies" / "cpu" / "sweep.yaml").read_text()) == yaml.safe_load(shipped.read_text())
 
 
 def test_sft_sweep_needs_its_base_model(monkeypatch):
