@@ -10,7 +10,9 @@ from typing import Iterable
 
 from llmexp.accelerators import ACCELERATORS
 from llmexp.config.errors import ConfigError
-from llmexp.config.schema import STAGE_SCHEMAS, Config, TokenizerConfig
+from llmexp.config.schema import (
+    GRPO_LOSS_TYPES, PREFERENCE_LOSS_TYPES, SCALE_REWARDS, STAGE_SCHEMAS, Config, TokenizerConfig,
+)
 
 TIKTOKEN_VOCAB = {"gpt2": 50257, "cl100k_base": 100277, "o200k_base": 200019}
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "deepspeed")
@@ -182,8 +184,13 @@ def _check_post_training(cfg: Config) -> None:
         _one_of("stage.loss_on", s.loss_on, ("assistant", "all"))
     if s.name == "dpo":
         _positive("stage.beta", s.beta)
-        _one_of("stage.loss", s.loss, ("sigmoid", "ipo"))
+        _one_of("stage.loss_type", s.loss_type, PREFERENCE_LOSS_TYPES)
         _one_of("stage.reference", s.reference, ("model", "precomputed"))
+        _require(0.0 <= s.label_smoothing < 0.5, "stage.label_smoothing", s.label_smoothing, "must be in [0, 0.5)")
+        _require(s.desirable_weight > 0 and s.undesirable_weight > 0, "stage.desirable_weight",
+                 (s.desirable_weight, s.undesirable_weight), "KTO's weights (and undesirable_weight) must be > 0")
+        _require(not (s.loss_type == "kto" and cfg.trainer.micro_batch_size < 2), "trainer.micro_batch_size",
+                 cfg.trainer.micro_batch_size, "KTO's KL estimate pairs rows with other rows' replies: >= 2")
     if s.name == "rlhf":
         _check_rlhf(cfg)
 

@@ -189,13 +189,25 @@ class RewardStageConfig(PostTrainStageConfig):
     rejected_field: str = "rejected"
 
 
+# Choices of the preference and RL losses, as TRL names them (llmexp/stages/losses.py).
+PREFERENCE_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust", "simpo", "orpo", "kto")
+GRPO_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
+SCALE_REWARDS = ("group", "batch", "none")
+
+
 @dataclass
 class DPOStageConfig(PostTrainStageConfig):
     name: str = "dpo"
     chosen_field: str = "chosen"
     rejected_field: str = "rejected"
-    beta: float = 0.1
-    loss: str = "sigmoid"  # sigmoid (DPO) | ipo
+    beta: float = 0.1  # TRL's beta: DPO/KTO temperature; IPO's tau; SimPO's beta (~2); ORPO's lambda
+    # TRL's names: sigmoid (DPO) | hinge | ipo (length-normalised) | robust | simpo | orpo | kto
+    loss_type: str = "sigmoid"
+    label_smoothing: float = 0.0  # sigmoid: cDPO's label-noise rate; robust: flip rate in [0, 0.5); simpo too
+    reference_free: bool = False  # DPO-family losses against a uniform reference (log pi_ref = 0)
+    simpo_gamma: float = 0.5  # loss_type=simpo: target reward margin gamma (TRL's CPOConfig.simpo_gamma)
+    desirable_weight: float = 1.0  # loss_type=kto: weight of the chosen (desirable) rows
+    undesirable_weight: float = 1.0  # loss_type=kto: weight of the rejected (undesirable) rows
     reference: str = "model"  # model: frozen copy of init_from | precomputed: log-probs in the records
     ref_chosen_field: str = "ref_chosen_logp"  # reference=precomputed
     ref_rejected_field: str = "ref_rejected_logp"

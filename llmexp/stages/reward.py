@@ -17,8 +17,8 @@ from llmexp.stages.posttrain import (
 )
 
 
-def prepare_pairs(cfg: Config, ref_fields=None) -> PostTrainData:
-    """Preference pairs for reward and dpo."""
+def prepare_pairs(cfg: Config, ref_fields=None, kl_rows: bool = False) -> PostTrainData:
+    """Preference pairs for reward and dpo (`kl_rows`: KTO's mismatched rows too)."""
     s = cfg.stage
     tokenizer = init_tokenizer(cfg.init_from)
     records = stage_records(s, "preference")
@@ -30,7 +30,7 @@ def prepare_pairs(cfg: Config, ref_fields=None) -> PostTrainData:
     val = preference_pairs(val_records, tokenizer, template_of(cfg), seq_len_of(cfg), **keys)
     require_examples(train, val, "pairs", skipped)
     pad = pad_id_of(tokenizer)
-    return PostTrainData(tokenizer, train, val, lambda pairs: collate_pairs(pairs, pad),
+    return PostTrainData(tokenizer, train, val, lambda pairs: collate_pairs(pairs, pad, kl_rows),
                          records_fingerprint(records), "pairs", skipped)
 
 
