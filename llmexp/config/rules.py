@@ -182,6 +182,10 @@ def _check_post_training(cfg: Config) -> None:
                  "needs the bitsandbytes package: pip install bitsandbytes")
     if s.name == "sft":
         _one_of("stage.loss_on", s.loss_on, ("assistant", "all"))
+    head = "the reward model's" if s.name == "reward" else "PPO's value" if getattr(s, "algorithm", "") == "ppo" else ""
+    _require(not head or cfg.parallelism.strategy not in ("tp", "fsdp_tp"), "parallelism.strategy",
+             cfg.parallelism.strategy, f"{head} scalar head has no tensor-parallel plan: use fsdp or ddp"
+             + ("" if s.name == "reward" else " (or stage.algorithm=grpo|rloo)"))
     if s.name == "dpo":
         _positive("stage.beta", s.beta)
         _one_of("stage.loss_type", s.loss_type, PREFERENCE_LOSS_TYPES)
@@ -203,34 +207,57 @@ def _has_cuda() -> bool:
 
 def _check_rlhf(cfg: Config) -> None:
     s = cfg.stage
-    _one_of("stage.algorithm", s.algorithm, ("ppo", "grpo"))
-    _one_of("stage.reward", s.reward, ("callable", "model", "judge"))
+    _one_of("stage.algorithm", s.algorithm, ("ppo", "grpo", "rloo"))
+    _one_of("stage.loss_type", s.loss_type, GRPO_LOSS_TYPES)
+    _one_of("stage.scale_rewards", s.scale_rewards, SCALE_REWARDS)
+    _positive("stage.clip_high", s.clip_high, optional=True)
+    _positive("stage.kl_target", s.kl_target, optional=True)
+    _positive("stage.kl_budget", s.kl_budget, optional=True)
+    _positive("stage.kl_horizon", s.kl_horizon)
+    if s.eval_fn is not None:
+        _require(":" in s.eval_fn and all(s.eval_fn.split(":", 1)), "stage.eval_fn", s.eval_fn,
+                 "a gold metric 'package.module:function' taking (prompt, response) -> float")
+    for i, r in enumerate(s.rewards):
+        _one_of(f"stage.rewards.{i}.kind", r.kind, ("callable", "model", "judge"))
+        _check_reward_source(cfg, r.kind, r.source, f"stage.rewards.{i}.source")
+    if not s.rewards:
+        _one_of("stage.reward", s.reward, ("callable", "model", "judge"))
+        source = {"callable": s.reward_fn, "model": s.reward_model, "judge": s.judge_model}[s.reward]
+        _check_reward_source(cfg, s.reward, source, {"callable": "stage.reward_fn", "model": "stage.reward_model",
+                                                     "judge": "stage.judge_model"}[s.reward])
     for key in ("group_size", "max_new_tokens", "temperature", "ppo_epochs", "clip", "val_prompts"):
         _positive(f"stage.{key}", getattr(s, key))
     _positive("stage.top_k", s.top_k, optional=True)
     _require(s.kl_coef >= 0, "stage.kl_coef", s.kl_coef, "must be >= 0")
     _require(0.0 < s.gamma <= 1.0, "stage.gamma", s.gamma, "must be in (0, 1]")
     _require(0.0 <= s.gae_lambda <= 1.0, "stage.gae_lambda", s.gae_lambda, "must be in [0, 1]")
-    if s.algorithm == "grpo":
-        _require(s.group_size >= 2, "stage.group_size", s.group_size, "GRPO compares samples within a group: >= 2")
-    if s.reward == "callable":
-        fn = s.reward_fn or ""
-        _require(":" in fn and all(fn.split(":", 1)), "stage.reward_fn", s.reward_fn,
+    if s.algorithm in ("grpo", "rloo"):
+        _require(s.group_size >= 2, "stage.group_size", s.group_size,
+                 f"{s.algorithm.upper()} compares samples within a group: >= 2")
+    _check_rlhf_batch(cfg)
+
+
+def _check_reward_source(cfg: Config, kind: str, path, key: str) -> None:
+    if kind == "callable":
+        fn = path or ""
+        _require(":" in fn and all(fn.split(":", 1)), key, path,
                  "reward=callable needs 'package.module:function' taking (prompt, response) -> float")
-    else:
-        key = "reward_model" if s.reward == "model" else "judge_model"
-        path = getattr(s, key)
-        _require(path is not None and (_is_checkpoint(path) or _planned(path) is not None), f"stage.{key}", path,
-                 f"reward={s.reward} needs an llmexp run folder or checkpoint")
-        other = init_from_config(path)
-        if other is not None and s.reward == "model":
-            _require(other["stage"]["name"] == "reward", f"stage.{key}", path,
-                     f"is a stage={other['stage']['name']} run: needs a stage=reward run")
-        if other is not None:
-            mine = {k: cfg.tokenizer.__dict__[k] for k in ("kind", "name", "vocab_size", "special_tokens")}
-            theirs = {k: other["tokenizer"].get(k) for k in mine}
-            _require(mine == theirs, f"stage.{key}", path,
-                     f"its tokenizer {theirs} differs from the policy's {mine}: scores would read other tokens")
+        return
+    _require(path is not None and (_is_checkpoint(path) or _planned(path) is not None), key, path,
+             f"reward={kind} needs an llmexp run folder or checkpoint")
+    other = init_from_config(path)
+    if other is not None and kind == "model":
+        _require(other["stage"]["name"] == "reward", key, path,
+                 f"is a stage={other['stage']['name']} run: needs a stage=reward run")
+    if other is not None:
+        mine = {k: cfg.tokenizer.__dict__[k] for k in ("kind", "name", "vocab_size", "special_tokens")}
+        theirs = {k: other["tokenizer"].get(k) for k in mine}
+        _require(mine == theirs, key, path,
+                 f"its tokenizer {theirs} differs from the policy's {mine}: scores would read other tokens")
+
+
+def _check_rlhf_batch(cfg: Config) -> None:
+    s = cfg.stage
     t = cfg.trainer
     per_step = t.micro_batch_size * t.devices * t.num_nodes
     _require(t.global_batch_size == per_step, "trainer.global_batch_size", t.global_batch_size,

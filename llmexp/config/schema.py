@@ -214,15 +214,36 @@ class DPOStageConfig(PostTrainStageConfig):
 
 
 @dataclass
+class RewardConfig:
+    """One of several weighted rewards of stage=rlhf (logged apart as reward/<name>)."""
+
+    kind: str = "callable"  # callable | model | judge
+    source: Optional[str] = None  # callable: "package.module:function"; model/judge: a run folder or checkpoint
+    weight: float = 1.0
+    name: Optional[str] = None  # None: the function's name, or <kind><index>
+
+
+@dataclass
 class RLHFStageConfig(PostTrainStageConfig):
     name: str = "rlhf"
-    algorithm: str = "ppo"  # ppo | grpo
-    reward: str = "callable"  # callable | model | judge
-    reward_fn: Optional[str] = None  # reward=callable: "package.module:function" (prompt, response) -> float
+    algorithm: str = "ppo"  # ppo | grpo | rloo
+    # grpo's aggregation, TRL's names: grpo (per sequence) | dapo (TRL's default: global tokens) | dr_grpo | bnpo
+    loss_type: str = "grpo"
+    scale_rewards: str = "group"  # grpo: advantages / std of the group | batch | none (Dr. GRPO)
+    clip_high: Optional[float] = None  # TRL's epsilon_high (DAPO's clip-higher); None: = clip
+    rewards: List[RewardConfig] = field(default_factory=list)  # several weighted rewards; empty: `reward` below
+    reward: str = "callable"  # callable | model | judge (a single reward, weight 1)
+    # reward=callable: "package.module:function" (prompt, response[, messages=conversation]) -> float
+    reward_fn: Optional[str] = None
     reward_model: Optional[str] = None  # reward=model: a stage=reward run folder or checkpoint
     judge_model: Optional[str] = None  # reward=judge: a language-model run folder (RLAIF)
     judge_template: str = "{prompt}\n{response}\nIs this answer correct? Answer yes or no:"
-    kl_coef: float = 0.05  # penalty on log pi/pi_ref (PPO: in the reward; GRPO: in the loss)
+    kl_coef: float = 0.05  # penalty on log pi/pi_ref (PPO, RLOO: in the reward; GRPO: in the loss); the start when adaptive
+    kl_target: Optional[float] = None  # adaptive KL controller's target (nats per response); None: fixed kl_coef
+    kl_horizon: int = 10000  # adaptive KL: samples over which the coefficient adapts
+    kl_budget: Optional[float] = None  # held-out KL to the reference (nats/token) above which a warning is raised
+    eval_fn: Optional[str] = None  # gold metric "module:function" (prompt, response[, messages]) -> float, held out
+    win_rate: bool = True  # held out: fraction of prompts where the policy's sample beats the reference's
     group_size: int = 4  # samples per prompt (GRPO's group; PPO samples this many too)
     max_new_tokens: int = 32
     temperature: float = 1.0

@@ -12,6 +12,7 @@ import torch
 from llmexp.config.schema import Config
 from llmexp.data.chat import IGNORE
 from llmexp.models import Llama
+from llmexp.parallel.parallelize import data_parallel_rank_and_size
 from llmexp.stages.losses import (
     REFERENCE_FREE_LOSS_TYPES, dpo_losses, kto_kl, kto_losses, orpo_losses, simpo_losses,
 )
@@ -71,6 +72,8 @@ def reference_logps(batch, stage, reference, tokens, labels) -> torch.Tensor:
 
 
 class DPOModule(PostTrainModule):
+    val_loss_meaning = "preference loss (stage.loss_type) of the held-out pairs; rewards/* are beta-scaled log-ratios"
+
     def reference(self):
         s = self.cfg.stage
         if not needs_reference(s) or s.reference == "precomputed":
@@ -85,7 +88,7 @@ class DPOModule(PostTrainModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, chosen, rejected = self.step(batch)
-        self._tokens_since += int(batch["tokens"].numel()) * self.trainer.world_size
+        self._tokens_since += int(batch["tokens"].numel()) * data_parallel_rank_and_size(self.trainer)[1]
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log_metrics("train", {f"rewards/{k}": v for k, v in preference_metrics(chosen, rejected).items()})
         return loss

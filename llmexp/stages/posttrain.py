@@ -25,7 +25,7 @@ from llmexp.data.sources import DataError
 from llmexp.models import Llama, LlamaShape
 from llmexp.models.heads import ScalarModel
 from llmexp.interop import is_hf_folder, read_hf_config
-from llmexp.parallel.parallelize import parallelize
+from llmexp.parallel.parallelize import data_parallel_rank_and_size, parallelize
 from llmexp.stages.base import StageModule
 from llmexp.stages.tasks import TASKS
 from llmexp.tokenizers import Tokenizer
@@ -234,8 +234,9 @@ class ExampleDataModule(L.LightningDataModule):
         self.resume_samples = 0
 
     def train_dataloader(self) -> DataLoader:
+        # Data-parallel rank: every rank of a tensor-parallel group must read the same batch.
         sampler = EpochSampler(len(self.data.train), self.seed, self.resume_samples,
-                               self.trainer.global_rank, self.trainer.world_size)
+                               *data_parallel_rank_and_size(self.trainer))
         return DataLoader(self.data.train, batch_size=self.micro, sampler=sampler, collate_fn=self.data.collate,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
