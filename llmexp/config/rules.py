@@ -193,8 +193,12 @@ def _check_post_training(cfg: Config) -> None:
         _require(0.0 <= s.label_smoothing < 0.5, "stage.label_smoothing", s.label_smoothing, "must be in [0, 0.5)")
         _require(s.desirable_weight > 0 and s.undesirable_weight > 0, "stage.desirable_weight",
                  (s.desirable_weight, s.undesirable_weight), "KTO's weights (and undesirable_weight) must be > 0")
+        _positive("stage.eval_max_new_tokens", s.eval_max_new_tokens)
         _require(not (s.loss_type == "kto" and cfg.trainer.micro_batch_size < 2), "trainer.micro_batch_size",
                  cfg.trainer.micro_batch_size, "KTO's KL estimate pairs rows with other rows' replies: >= 2")
+    if s.name in ("dpo", "rlhf") and s.eval_fn is not None:
+        _require(":" in s.eval_fn and all(s.eval_fn.split(":", 1)), "stage.eval_fn", s.eval_fn,
+                 "a gold metric 'package.module:function' taking (prompt, response) -> float")
     if s.name == "rlhf":
         _check_rlhf(cfg)
 
@@ -214,9 +218,6 @@ def _check_rlhf(cfg: Config) -> None:
     _positive("stage.kl_target", s.kl_target, optional=True)
     _positive("stage.kl_budget", s.kl_budget, optional=True)
     _positive("stage.kl_horizon", s.kl_horizon)
-    if s.eval_fn is not None:
-        _require(":" in s.eval_fn and all(s.eval_fn.split(":", 1)), "stage.eval_fn", s.eval_fn,
-                 "a gold metric 'package.module:function' taking (prompt, response) -> float")
     for i, r in enumerate(s.rewards):
         _one_of(f"stage.rewards.{i}.kind", r.kind, ("callable", "model", "judge"))
         _check_reward_source(cfg, r.kind, r.source, f"stage.rewards.{i}.source")

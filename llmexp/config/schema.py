@@ -209,6 +209,8 @@ class DPOStageConfig(PostTrainStageConfig):
     desirable_weight: float = 1.0  # loss_type=kto: weight of the chosen (desirable) rows
     undesirable_weight: float = 1.0  # loss_type=kto: weight of the rejected (undesirable) rows
     reference: str = "model"  # model: frozen copy of init_from | precomputed: log-probs in the records
+    eval_fn: Optional[str] = None  # gold metric "module:function" (prompt, response[, messages]) of greedy replies
+    eval_max_new_tokens: int = 32  # eval_fn: reply length limit on the held-out prompts
     ref_chosen_field: str = "ref_chosen_logp"  # reference=precomputed
     ref_rejected_field: str = "ref_rejected_logp"
 

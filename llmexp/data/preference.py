@@ -21,6 +21,8 @@ class Pair:
     chosen: Example
     rejected: Example
     ref_logps: Optional[tuple[float, float]] = None  # (chosen, rejected) under the reference
+    # the prompt as generation starts from it: {"ids", "prompt" (last user message), "messages"}
+    prompt: Optional[dict] = None
 
 
 def _reply(value: Any, where: str, key: str) -> list[dict[str, str]]:
@@ -62,10 +64,11 @@ def preference_pairs(records: list[tuple[str, dict]], tokenizer, template: ChatT
             skipped.add("pairs whose chosen and rejected are identical")
             continue
         sides = []
+        prompt_ids = render(tokenizer, template, prompt, "assistant", generation_prompt=True).ids
+        n_prompt = len(prompt_ids)
         for reply in (chosen, rejected):
             ex = render(tokenizer, template, prompt + reply, "assistant", where=where)
             # Only the reply is scored: the prompt's tokens are context.
-            n_prompt = len(render(tokenizer, template, prompt, "assistant", generation_prompt=True).ids)
             ex.target = [False] * n_prompt + ex.target[n_prompt:]
             sides.append(truncate(ex, seq_len, truncation, skipped))
         if None in sides:
@@ -76,7 +79,9 @@ def preference_pairs(records: list[tuple[str, dict]], tokenizer, template: ChatT
                 ref = (float(record[ref_fields[0]]), float(record[ref_fields[1]]))
             except (TypeError, ValueError):
                 raise DataError(f"{where}: {ref_fields[0]!r} and {ref_fields[1]!r} must be numbers") from None
-        pairs.append(Pair(sides[0], sides[1], ref))
+        user = [m["content"] for m in prompt if m["role"] == "user"]
+        pairs.append(Pair(sides[0], sides[1], ref, {"ids": prompt_ids, "prompt": user[-1] if user else "",
+                                                    "messages": prompt}))
     return pairs
 
 
@@ -119,6 +124,8 @@ def collate_pairs(pairs: list[Pair], pad_id: int, kl_rows: bool = False) -> dict
              "last": torch.tensor([len(r.ids) - 1 for r in examples])}
     if kl_rows:
         batch["kl_tokens"], batch["kl_labels"] = _rows(mismatched_rows(examples), pad_id)
+    if pairs[0].prompt is not None:  # held-out generation (stage.eval_fn) starts from these
+        batch["prompts"] = [p.prompt for p in pairs]
     if pairs[0].ref_logps is not None:
         batch["ref_logps"] = torch.tensor([p.ref_logps[0] for p in pairs] + [p.ref_logps[1] for p in pairs])
     return batch

@@ -16,7 +16,10 @@ from llmexp.parallel.parallelize import data_parallel_rank_and_size
 from llmexp.stages.losses import (
     REFERENCE_FREE_LOSS_TYPES, dpo_losses, kto_kl, kto_losses, orpo_losses, simpo_losses,
 )
-from llmexp.stages.posttrain import PostTrainData, PostTrainModule, load_trained, token_logps
+from llmexp.stages.posttrain import (
+    PostTrainData, PostTrainModule, generate_replies, gold_scores, init_tokenizer, load_trained, template_of, token_logps,
+    win_rate,
+)
 from llmexp.stages.reward import prepare_pairs, preference_metrics
 
 
@@ -74,6 +77,11 @@ def reference_logps(batch, stage, reference, tokens, labels) -> torch.Tensor:
 class DPOModule(PostTrainModule):
     val_loss_meaning = "preference loss (stage.loss_type) of the held-out pairs; rewards/* are beta-scaled log-ratios"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._val: dict[str, list[torch.Tensor]] = {}
+        self._tokenizer = None
+
     def reference(self):
         s = self.cfg.stage
         if not needs_reference(s) or s.reference == "precomputed":
@@ -96,4 +104,30 @@ class DPOModule(PostTrainModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, chosen, rejected = self.step(batch)
         self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
-        self.log_metrics("val", {f"rewards/{k}": v for k, v in preference_metrics(chosen, rejected).items()})
+        metrics = preference_metrics(chosen, rejected)
+        self.log_metrics("val", {f"rewards/{k}": v for k, v in metrics.items()})
+        self._val.setdefault("rewards/margin", []).append((chosen - rejected).detach().float())
+        if self.cfg.stage.eval_fn:
+            self.held_out_gold(batch["prompts"])
+
+    @torch.no_grad()
+    def held_out_gold(self, prompts: list[dict]) -> None:
+        """Greedy replies to the held-out prompts scored by stage.eval_fn, and the win rate
+        against the reference's greedy replies on that gold metric."""
+        s, ids, template = self.cfg.stage, [p["ids"] for p in prompts], template_of(self.cfg)
+        if self._tokenizer is None:
+            self._tokenizer = init_tokenizer(self.cfg.init_from)
+        mine = generate_replies(self.model, self._tokenizer, template, ids, s.eval_max_new_tokens)[1]
+        gold = gold_scores(s, prompts, mine, self.device)
+        self._val.setdefault("gold", []).append(gold)
+        reference = self.reference()
+        if reference is not None:
+            theirs = generate_replies(reference, self._tokenizer, template, ids, s.eval_max_new_tokens)[1]
+            self._val.setdefault("win_rate", []).append(win_rate(gold, gold_scores(s, prompts, theirs, self.device)))
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        means = {k: float(self.all_mean(torch.cat(v).mean())) for k, v in self._val.items()}
+        self._val = {}
+        if means:
+            self.record_held_out(means, "rewards/margin", already_logged=("rewards/margin",))

@@ -20,25 +20,20 @@ the shared ones, and `trainer.max_steps` counts updates. Losses: llmexp/stages/l
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Optional
-
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 
 from llmexp.config.schema import Config
-from llmexp.data.chat import IGNORE, Skipped, messages_of, render, stop_id
+from llmexp.data.chat import IGNORE, Skipped, messages_of, render
 from llmexp.data.sources import DataError
-from llmexp.generate import generate
 from llmexp.models import Llama
 from llmexp.models.heads import ScalarModel
 from llmexp.parallel.parallelize import data_parallel_rank_and_size
 from llmexp.plan import seq_len_of
 from llmexp.stages.losses import clipped_policy_loss, group_advantages, rloo_advantages, rloo_policy_loss
 from llmexp.stages.posttrain import (
-    PostTrainData, PostTrainModule, check_same_tokenizer, init_tokenizer, load_trained, masked_mean,
-    records_fingerprint, require_examples, saved_shape, split_records, stage_records, template_of, token_logps,
+    PostTrainData, PostTrainModule, check_same_tokenizer, generate_replies, gold_scores, init_tokenizer, load_trained,
+    masked_mean, records_fingerprint, require_examples, saved_shape, split_records, stage_records, template_of,
+    token_logps, win_rate,
 )
 from llmexp.stages.rewards import AdaptiveKLController, call_text_fn, load_callable, rewards_of, weighted_total
 
@@ -112,8 +107,6 @@ class RLHFModule(PostTrainModule):
         self.rewards = rewards_of(s)
         self.kl_control = AdaptiveKLController(s.kl_coef, s.kl_target, s.kl_horizon) if s.kl_target else None
         self._val: dict[str, list[torch.Tensor]] = {}
-        self.history: list[dict] = []  # held-out metrics at each validation (posttrain.json)
-        self.warnings: list[str] = []
 
     def configure_model(self) -> None:
         super().configure_model()
@@ -158,12 +151,6 @@ class RLHFModule(PostTrainModule):
         logps = torch.log_softmax(judge(tokens).float(), -1)[torch.arange(len(rows)), last]
         return logps[:, yes] - logps[:, no]
 
-    def gold(self, prompts: list[dict], texts: list[str]) -> Optional[torch.Tensor]:
-        if not self.cfg.stage.eval_fn:
-            return None
-        fn = load_callable(self.cfg.stage.eval_fn, "stage.eval_fn")
-        return torch.tensor([call_text_fn(fn, p, t) for p, t in zip(prompts, texts)], device=self.device)
-
     def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = torch.full((len(rows), max(map(len, rows))), self.tokenizer.eot_id, dtype=torch.long, device=self.device)
         for i, r in enumerate(rows):
@@ -175,14 +162,8 @@ class RLHFModule(PostTrainModule):
     def sample(self, prompts: list[dict], generator: torch.Generator | None = None, model=None) -> dict:
         """`model`'s (default: the policy's) samples for `prompts`, scored by every reward."""
         s = self.cfg.stage
-        model = self.model if model is None else model
-        stop = stop_id(self.tokenizer, template_of(self.cfg))
-        was_training = model.training
-        model.eval()
-        outs = generate(model, [p["ids"] for p in prompts], s.max_new_tokens,
-                        temperature=s.temperature, top_k=s.top_k, stop_token_ids=[stop], generator=generator)
-        model.train(was_training)
-        texts = [self.tokenizer.decode([t for t in o if t != stop]) for o in outs]
+        outs, texts = generate_replies(self.model if model is None else model, self.tokenizer, template_of(self.cfg),
+                                       [p["ids"] for p in prompts], s.max_new_tokens, s.temperature, s.top_k, generator)
         per_function = self.score(prompts, outs, texts)
         tokens, _ = self._pad([p["ids"] + o for p, o in zip(prompts, outs)])
         labels = torch.full_like(tokens, IGNORE)
@@ -227,10 +208,6 @@ class RLHFModule(PostTrainModule):
         mean, std = masked_mean(advantages, mask), (masked_mean((advantages - masked_mean(advantages, mask)) ** 2, mask)).sqrt()
         batch["advantages"] = (advantages - mean) / (std + 1e-8) * mask
         return batch
-
-    def all_mean(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean over the ranks (a no-op on one process)."""
-        return self.trainer.strategy.reduce(x.detach().float(), reduce_op="mean") if self._trainer else x
 
     def policy_loss(self, r: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s = self.cfg.stage
@@ -286,13 +263,14 @@ class RLHFModule(PostTrainModule):
                    "response_len": out["lengths"],
                    # log pi - log pi_ref of the sampled tokens: a Monte-Carlo KL(pi || pi_ref), nats per token
                    "kl_per_token": ((policy_logps - ref_logps) * mask).sum(1) / mask.sum(1).clamp(min=1)}
-        gold = self.gold(prompts, out["texts"])
+        gold = gold_scores(s, prompts, out["texts"], self.device)
         if gold is not None:
             metrics["gold"] = gold
         if s.win_rate:
             theirs = self.sample(prompts, self._generator(seed), model=self.reference())
-            ours_, theirs_ = (gold, self.gold(prompts, theirs["texts"])) if gold is not None else (out["scores"], theirs["scores"])
-            metrics["win_rate"] = (ours_ > theirs_).float() + 0.5 * (ours_ == theirs_).float()
+            mine, other = ((gold, gold_scores(s, prompts, theirs["texts"], self.device)) if gold is not None
+                           else (out["scores"], theirs["scores"]))
+            metrics["win_rate"] = win_rate(mine, other)
         for k, v in metrics.items():
             self._val.setdefault(k, []).append(v.float())
 
@@ -300,35 +278,9 @@ class RLHFModule(PostTrainModule):
         super().on_validation_epoch_end()
         means = {k: float(self.all_mean(torch.cat(v).mean())) for k, v in self._val.items()}
         self._val = {}
-        if not means:
-            return
-        for k, v in means.items():
-            self.log(f"val/{k}", v, on_step=False, on_epoch=True)
-        objective = means.get("gold", means["reward"])
-        self.log("val/loss", -objective, prog_bar=True, on_step=False, on_epoch=True)
-        self.history.append({"step": self.global_step, **means})
-        self.check_overoptimisation(means)
-        if self._trainer is not None and self.trainer.is_global_zero:
-            report = {"val_loss_meaning": self.val_loss_meaning, "history": self.history, "warnings": self.warnings}
-            path = Path(self.trainer.default_root_dir) / "posttrain.json"
-            path.write_text(json.dumps(report, indent=2))
-
-    def check_overoptimisation(self, now: dict[str, float]) -> None:
-        """Warn when the optimised reward rose while the gold metric fell since the first
-        validation, or the held-out KL passed stage.kl_budget."""
-        first, s = self.history[0], self.cfg.stage
-        found = []
-        if "gold" in now and now["reward"] > first["reward"] and now["gold"] < first["gold"]:
-            found.append(f"reward over-optimisation at step {self.global_step}: held-out reward {first['reward']:.3f} -> "
-                         f"{now['reward']:.3f} while the gold metric ({s.eval_fn}) fell {first['gold']:.3f} -> "
-                         f"{now['gold']:.3f}")
-        if s.kl_budget is not None and now["kl_per_token"] > s.kl_budget:
-            found.append(f"KL to the reference {now['kl_per_token']:.3f} nats/token at step {self.global_step} exceeds "
-                         f"stage.kl_budget={s.kl_budget}")
-        for message in found:
-            rank_zero_warn(message)
-            self.warnings.append(message)
-        self.log("val/overoptimised", float(bool(found)), on_step=False, on_epoch=True)
+        if means:
+            self.log("val/loss", -means.get("gold", means["reward"]), prog_bar=True, on_step=False, on_epoch=True)
+            self.record_held_out(means, "reward")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
