@@ -290,3 +290,13 @@ def test_rloo_advantages_and_loss_match_trl():
     theirs = RLOOTrainer._compute_loss(trainer, None, inputs)
     mine = losses.rloo_policy_loss(logps, old, mine_adv, mask, epsilon_low=0.2, epsilon_high=0.2)
     report("rloo loss", float(mine), float(theirs))
+
+
+def test_losses_reduce_in_float32_under_bf16_inputs():
+    logps, old, ref, mask, rewards = (x.bfloat16() for x in rollout())
+    assert losses.clipped_policy_loss(logps, old, ref, losses.group_advantages(rewards, 3, "group"), mask,
+                                      epsilon_low=0.2, epsilon_high=0.2, beta=0.04, loss_type="dapo",
+                                      max_completion_length=7).dtype == torch.float32
+    pair = torch.tensor([-3.0, -5.0, -4.0, -4.5]).bfloat16()
+    assert losses.dpo_losses(pair, pair * 0.9, torch.ones(4), 0.1, "ipo")[0].dtype == torch.float32
+    assert losses.orpo_losses(pair / 4, 0.1)[0].dtype == torch.float32
