@@ -17,8 +17,8 @@ from llmexp.stages.losses import (
     REFERENCE_FREE_LOSS_TYPES, dpo_losses, kto_kl, kto_losses, orpo_losses, simpo_losses,
 )
 from llmexp.stages.posttrain import (
-    PostTrainData, PostTrainModule, generate_replies, gold_scores, init_tokenizer, load_trained, template_of, token_logps,
-    win_rate,
+    PostTrainData, PostTrainModule, generate_replies, gold_scores, init_tokenizer, load_trained, template_of,
+    token_logps, win_rate,
 )
 from llmexp.stages.reward import prepare_pairs, preference_metrics
 

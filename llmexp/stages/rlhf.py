@@ -182,7 +182,8 @@ class RLHFModule(PostTrainModule):
         s = self.cfg.stage
         # Sampling draws from its own generator, seeded by step and data-parallel rank (the ranks
         # of a tensor-parallel group sample alike): a resumed run samples what an uninterrupted one does.
-        seed = (self.cfg.trainer.seed * 1_000_003 + self.global_step) * 997 + data_parallel_rank_and_size(self.trainer)[0]
+        dp_rank = data_parallel_rank_and_size(self.trainer)[0]
+        seed = (self.cfg.trainer.seed * 1_000_003 + self.global_step) * 997 + dp_rank
         batch = self.sample([p for p in prompts for _ in range(s.group_size)], self._generator(seed))
         tokens, labels, mask = batch["tokens"], batch["labels"], batch["mask"]
         batch["old_logps"] = token_logps(self.model(tokens), labels)
@@ -216,7 +217,8 @@ class RLHFModule(PostTrainModule):
         high = s.clip_high if s.clip_high is not None else s.clip
         ratio = torch.exp((logps - r["old_logps"]) * mask)
         stats = {"clipfrac": masked_mean(((ratio - 1).abs() > s.clip).float(), mask),
-                 "kl_per_token": masked_mean(r["old_logps"] - r["ref_logps"], mask), "kl_coef": torch.tensor(r["kl_coef"])}
+                 "kl_per_token": masked_mean(r["old_logps"] - r["ref_logps"], mask),
+                 "kl_coef": torch.tensor(r["kl_coef"])}
         if s.algorithm == "grpo":
             # dapo: normalised by the tokens of the whole (data-parallel) batch; DDP averages the
             # ranks' gradients, so each rank divides by its mean share.

@@ -116,3 +116,26 @@ def test_a_planted_reward_hack_raises_the_warning(sft_run, tmp_path):
     assert reward[-1] > reward[0] and gold[-1] < gold[0]
     assert metric(run_dir, "val/overoptimised")[-1] == 1.0
     assert "reward over-optimisation" in json.loads((run_dir / "posttrain.json").read_text())["warnings"][0]
+
+
+def test_a_reward_model_that_prefers_a_degenerate_answer_raises_the_warning(sft_run, tmp_path):
+    """The planted hack as a learned reward: a stage=reward model trained on pairs whose chosen
+    reply repeats one letter and whose rejected reply is the right answer."""
+    from llmexp.stages.tasks import preference_records
+
+    prefs = tmp_path / "planted.jsonl"
+    with prefs.open("w") as f:
+        for r in preference_records(400, seed=11):
+            f.write(json.dumps({"prompt": r["prompt"], "chosen": " ".join(r["chosen"].split()[:1] * 4),
+                                "rejected": r["chosen"]}) + "\n")
+    reward = tmp_path / "reward"
+    train([*FAST, "stage=reward", f"init_from={sft_run}", f"stage.dataset={prefs}", "trainer.max_steps=30",
+           "trainer.val_every=30", "optimizer.lr=3e-3", f"run_dir={reward}"])
+    run_dir = tmp_path / "hack"
+    with pytest.warns(UserWarning, match="reward over-optimisation"):
+        rl_run(sft_run, run_dir, "stage.algorithm=grpo", "stage.reward=model", f"stage.reward_model={reward}",
+               "stage.kl_coef=0.0", "stage.win_rate=false", "optimizer.lr=2e-3", steps=30)
+    reward_curve, gold = metric(run_dir, "val/reward"), metric(run_dir, "val/gold")
+    print(f"\nplanted reward model: held-out score {reward_curve[0]:.3f} -> {reward_curve[-1]:.3f}, "
+          f"exact match {gold[0]:.3f} -> {gold[-1]:.3f}")
+    assert reward_curve[-1] > reward_curve[0] and gold[-1] < gold[0]
