@@ -229,6 +229,7 @@ def _check_rlhf(cfg: Config) -> None:
     for key in ("group_size", "max_new_tokens", "temperature", "ppo_epochs", "clip", "val_prompts"):
         _positive(f"stage.{key}", getattr(s, key))
     _positive("stage.top_k", s.top_k, optional=True)
+    _require(s.top_p is None or 0.0 < s.top_p <= 1.0, "stage.top_p", s.top_p, "must be in (0, 1] or null")
     _require(s.kl_coef >= 0, "stage.kl_coef", s.kl_coef, "must be >= 0")
     _require(0.0 < s.gamma <= 1.0, "stage.gamma", s.gamma, "must be in (0, 1]")
     _require(0.0 <= s.gae_lambda <= 1.0, "stage.gae_lambda", s.gae_lambda, "must be in [0, 1]")

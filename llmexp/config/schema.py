@@ -250,6 +250,7 @@ class RLHFStageConfig(PostTrainStageConfig):
     max_new_tokens: int = 32
     temperature: float = 1.0
     top_k: Optional[int] = None
+    top_p: Optional[float] = None  # nucleus sampling of rollouts and held-out samples; None: off
     ppo_epochs: int = 2  # optimizer steps on each rollout batch
     clip: float = 0.2
     value_clip: float = 0.2

@@ -281,12 +281,12 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def generate_replies(model: nn.Module, tokenizer: Tokenizer, template, prompt_ids: list[list[int]],
-                     max_new_tokens: int, temperature: float = 0.0, top_k=None, generator=None):
+                     max_new_tokens: int, temperature: float = 0.0, top_k=None, top_p=None, generator=None):
     """(new token ids with the stop token, reply texts without it) of `model` for the prompts."""
     stop = stop_id(tokenizer, template)
     was_training = model.training
     model.eval()
-    outs = generate(model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k,
+    outs = generate(model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                     stop_token_ids=[stop], generator=generator)
     model.train(was_training)
     return outs, [tokenizer.decode([t for t in o if t != stop]) for o in outs]

@@ -163,7 +163,8 @@ class RLHFModule(PostTrainModule):
         """`model`'s (default: the policy's) samples for `prompts`, scored by every reward."""
         s = self.cfg.stage
         outs, texts = generate_replies(self.model if model is None else model, self.tokenizer, template_of(self.cfg),
-                                       [p["ids"] for p in prompts], s.max_new_tokens, s.temperature, s.top_k, generator)
+                                       [p["ids"] for p in prompts], s.max_new_tokens, s.temperature, s.top_k, s.top_p,
+                                       generator)
         per_function = self.score(prompts, outs, texts)
         tokens, _ = self._pad([p["ids"] + o for p, o in zip(prompts, outs)])
         labels = torch.full_like(tokens, IGNORE)

@@ -82,6 +82,7 @@ def test_lora_trainable_parameters_in_the_plan(fake_run):
      "parallelism.strategy='tp': the reward model's scalar head has no tensor-parallel plan"),
     (["stage=rlhf", "stage.reward_fn=a:b", "parallelism.strategy=fsdp_tp", "parallelism.tensor_parallel_size=2",
       "trainer.devices=4", "trainer.accelerator=cpu", "trainer.global_batch_size=32"], "PPO's value scalar head has no tensor-parallel plan"),
+    (["stage=rlhf", "stage.reward_fn=a:b", "stage.top_p=1.5"], "stage.top_p=1.5: must be in (0, 1] or null"),
     (["stage=rlhf", "stage.reward_fn=a:b", "stage.algorithm=grpo", "stage.loss_type=gspo"],
      "stage.loss_type='gspo': allowed: grpo, dapo, dr_grpo, bnpo"),
     (["stage=rlhf", "stage.rewards=[{kind: model, source: null}]"], "stage.rewards.0.source=None: reward=model needs"),

@@ -85,7 +85,7 @@ def test_weighted_rewards_are_logged_apart_and_adaptive_kl_moves(sft_run, tmp_pa
     rl_run(sft_run, run_dir, "stage.algorithm=grpo", "stage.loss_type=dapo", "stage.scale_rewards=batch",
            "stage.rewards=[{kind: callable, source: 'llmexp.stages.tasks:sort_reward', weight: 1.0},"
            "{kind: callable, source: 'tests.stages.planted:brevity', weight: 0.5}]",
-           "stage.kl_target=0.01", "stage.kl_horizon=200", steps=4)
+           "stage.kl_target=0.01", "stage.kl_horizon=200", "stage.top_p=0.9", steps=4)
     rows = zip(metric(run_dir, "train/reward"), metric(run_dir, "train/reward/sort_reward"),
                metric(run_dir, "train/reward/brevity"))
     for total, sort, brevity in rows:
