@@ -17,7 +17,7 @@ from llmexp.stages.losses import (
     REFERENCE_FREE_LOSS_TYPES, dpo_losses, kto_kl, kto_losses, orpo_losses, simpo_losses,
 )
 from llmexp.stages.posttrain import (
-    PostTrainData, PostTrainModule, generate_replies, gold_scores, init_tokenizer, load_trained, template_of,
+    PostTrainData, PostTrainModule, generate_replies, gold_scores, load_trained, template_of,
     token_logps, win_rate,
 )
 from llmexp.stages.reward import prepare_pairs, preference_metrics
@@ -80,7 +80,6 @@ class DPOModule(PostTrainModule):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._val: dict[str, list[torch.Tensor]] = {}
-        self._tokenizer = None
 
     def reference(self):
         s = self.cfg.stage
@@ -115,14 +114,12 @@ class DPOModule(PostTrainModule):
         """Greedy replies to the held-out prompts scored by stage.eval_fn, and the win rate
         against the reference's greedy replies on that gold metric."""
         s, ids, template = self.cfg.stage, [p["ids"] for p in prompts], template_of(self.cfg)
-        if self._tokenizer is None:
-            self._tokenizer = init_tokenizer(self.cfg.init_from)
-        mine = generate_replies(self.model, self._tokenizer, template, ids, s.eval_max_new_tokens)[1]
+        mine = generate_replies(self.model, self.tokenizer, template, ids, s.eval_max_new_tokens)[1]
         gold = gold_scores(s, prompts, mine, self.device)
         self._val.setdefault("gold", []).append(gold)
         reference = self.reference()
         if reference is not None:
-            theirs = generate_replies(reference, self._tokenizer, template, ids, s.eval_max_new_tokens)[1]
+            theirs = generate_replies(reference, self.tokenizer, template, ids, s.eval_max_new_tokens)[1]
             self._val.setdefault("win_rate", []).append(win_rate(gold, gold_scores(s, prompts, theirs, self.device)))
 
     def on_validation_epoch_end(self) -> None:

@@ -318,6 +318,14 @@ class PostTrainModule(StageModule):
         self._frozen: dict[str, nn.Module] = {}
         self.history: list[dict] = []  # held-out metrics at each validation (posttrain.json)
         self.warnings: list[str] = []
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """init_from's tokenizer (for generation and text rewards), read once."""
+        if self._tokenizer is None:
+            self._tokenizer = init_tokenizer(self.cfg.init_from)
+        return self._tokenizer
 
     def build_network(self) -> nn.Module:
         return load_trained(Llama(self.shape), self.cfg.init_from)

@@ -103,7 +103,6 @@ class RLHFModule(PostTrainModule):
         self.value = None
         self._rollout = None
         self._updates_left = 0
-        self._tokenizer = None
         self.rewards = rewards_of(s)
         self.kl_control = AdaptiveKLController(s.kl_coef, s.kl_target, s.kl_horizon) if s.kl_target else None
         self._val: dict[str, list[torch.Tensor]] = {}
@@ -119,12 +118,6 @@ class RLHFModule(PostTrainModule):
         return self.kl_control.value if self.kl_control else self.cfg.stage.kl_coef
 
     # ---- rewards ----
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            self._tokenizer = init_tokenizer(self.cfg.init_from)
-        return self._tokenizer
-
     def reference(self) -> Llama:
         return self.frozen("reference", lambda: load_trained(Llama(self.shape), self.cfg.init_from))
 
