@@ -12,7 +12,7 @@ from llmexp.config.groups.model import check_model
 from llmexp.config.groups.optimizer import check_optimizer
 from llmexp.config.groups.parallelism import check_parallelism
 from llmexp.config.groups.plan import check_plan
-from llmexp.config.groups.stage import POST_TRAINING, check_stage
+from llmexp.config.groups.stage import POST_TRAINING, check_stage, reward_sources
 from llmexp.config.groups.tokenizer import check_tokenizer
 from llmexp.config.groups.trainer import check_trainer
 from llmexp.config.schema import Config
@@ -133,6 +133,13 @@ def _check_post_training(cfg: Config, planned: PlannedRuns) -> None:
 
         require(importlib.util.find_spec("bitsandbytes") is not None, "stage.lora.quantize", s.lora.quantize,
                 "needs the bitsandbytes package: pip install bitsandbytes")
+    head = "the reward model's" if s.name == "reward" else "PPO's value" if getattr(s, "algorithm", "") == "ppo" else ""
+    require(not head or cfg.parallelism.strategy not in ("tp", "fsdp_tp"), "parallelism.strategy",
+            cfg.parallelism.strategy, f"{head} scalar head has no tensor-parallel plan: use fsdp or ddp"
+            + ("" if s.name == "reward" else " (or stage.algorithm=grpo|rloo)"))
+    if s.name == "dpo":
+        require(not (s.loss_type == "kto" and t.micro_batch_size < 2), "trainer.micro_batch_size", t.micro_batch_size,
+                "KTO's KL estimate pairs rows with other rows' replies: >= 2")
     if s.name == "rlhf":
         _check_rlhf_sources(cfg, planned)
         per_step = t.micro_batch_size * t.devices * t.num_nodes
@@ -145,21 +152,17 @@ def _check_post_training(cfg: Config, planned: PlannedRuns) -> None:
 
 
 def _check_rlhf_sources(cfg: Config, planned: PlannedRuns) -> None:
-    """reward=model|judge: the scoring run exists and reads the policy's tokens."""
-    s = cfg.stage
-    if s.reward == "callable":
-        return
-    key = "reward_model" if s.reward == "model" else "judge_model"
-    path = getattr(s, key)
-    require(path is not None and is_model_source(path, planned), f"stage.{key}", path,
-            f"reward={s.reward} needs an llmexp run folder or checkpoint")
-    other = saved_config(path, planned)
-    if other is None:
-        return
-    if s.reward == "model":
-        require(other["stage"]["name"] == "reward", f"stage.{key}", path,
-                f"is a stage={other['stage']['name']} run: needs a stage=reward run")
-    mine = {k: getattr(cfg.tokenizer, k) for k in ("kind", "name", "vocab_size", "special_tokens")}
-    theirs = {k: other["tokenizer"].get(k) for k in mine}
-    require(mine == theirs, f"stage.{key}", path,
-            f"its tokenizer {theirs} differs from the policy's {mine}: scores would read other tokens")
+    """Rewards scored by another model: that run exists and reads the policy's tokens."""
+    for kind, key, path in reward_sources(cfg.stage):
+        require(path is not None and is_model_source(path, planned), key, path,
+                f"reward={kind} needs an llmexp run folder or checkpoint")
+        other = saved_config(path, planned)
+        if other is None:
+            continue
+        if kind == "model":
+            require(other["stage"]["name"] == "reward", key, path,
+                    f"is a stage={other['stage']['name']} run: needs a stage=reward run")
+        mine = {k: getattr(cfg.tokenizer, k) for k in ("kind", "name", "vocab_size", "special_tokens")}
+        theirs = {k: other["tokenizer"].get(k) for k in mine}
+        require(mine == theirs, key, path,
+                f"its tokenizer {theirs} differs from the policy's {mine}: scores would read other tokens")

@@ -22,7 +22,7 @@ from llmexp.config.groups.parallelism import ParallelismConfig
 from llmexp.config.groups.plan import PlanConfig
 from llmexp.config.groups.stage import (
     POST_TRAINING, STAGE_SCHEMAS, DPOStageConfig, EvalStageConfig, LoraConfig, PostTrainStageConfig,
-    PretrainStageConfig, RewardStageConfig, RLHFStageConfig, SFTStageConfig, StageConfig,
+    PretrainStageConfig, RewardConfig, RewardStageConfig, RLHFStageConfig, SFTStageConfig, StageConfig,
 )
 from llmexp.config.groups.tokenizer import TokenizerConfig
 from llmexp.config.groups.trainer import TrainerConfig
@@ -60,6 +60,6 @@ class Config:
 __all__ = [
     "CleanConfig", "Config", "DataConfig", "DPOStageConfig", "EvalConfig", "EvalStageConfig", "LoggerConfig",
     "LoraConfig", "ModelConfig", "OptimizerConfig", "ParallelismConfig", "PipelineStep", "PlanConfig",
-    "POST_TRAINING", "PostTrainStageConfig", "PretrainStageConfig", "RewardStageConfig", "RLHFStageConfig",
+    "POST_TRAINING", "PostTrainStageConfig", "PretrainStageConfig", "RewardConfig", "RewardStageConfig", "RLHFStageConfig",
     "SFTStageConfig", "SourceConfig", "STAGE_SCHEMAS", "StageConfig", "TokenizerConfig", "TrainerConfig",
 ]

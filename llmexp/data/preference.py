@@ -21,6 +21,8 @@ class Pair:
     chosen: Example
     rejected: Example
     ref_logps: Optional[tuple[float, float]] = None  # (chosen, rejected) under the reference
+    # the prompt as generation starts from it: {"ids", "prompt" (last user message), "messages"}
+    prompt: Optional[dict] = None
 
 
 def _reply(value: Any, where: str, key: str) -> list[dict[str, str]]:
@@ -62,10 +64,11 @@ def preference_pairs(records: list[tuple[str, dict]], tokenizer, template: ChatT
             skipped.add("pairs whose chosen and rejected are identical")
             continue
         sides = []
+        prompt_ids = render(tokenizer, template, prompt, "assistant", generation_prompt=True).ids
+        n_prompt = len(prompt_ids)
         for reply in (chosen, rejected):
             ex = render(tokenizer, template, prompt + reply, "assistant", where=where)
             # Only the reply is scored: the prompt's tokens are context.
-            n_prompt = len(render(tokenizer, template, prompt, "assistant", generation_prompt=True).ids)
             ex.target = [False] * n_prompt + ex.target[n_prompt:]
             sides.append(truncate(ex, seq_len, truncation, skipped))
         if None in sides:
@@ -76,22 +79,53 @@ def preference_pairs(records: list[tuple[str, dict]], tokenizer, template: ChatT
                 ref = (float(record[ref_fields[0]]), float(record[ref_fields[1]]))
             except (TypeError, ValueError):
                 raise DataError(f"{where}: {ref_fields[0]!r} and {ref_fields[1]!r} must be numbers") from None
-        pairs.append(Pair(sides[0], sides[1], ref))
+        user = [m["content"] for m in prompt if m["role"] == "user"]
+        pairs.append(Pair(sides[0], sides[1], ref, {"ids": prompt_ids, "prompt": user[-1] if user else "",
+                                                    "messages": prompt}))
     return pairs
 
 
-def collate_pairs(pairs: list[Pair], pad_id: int) -> dict[str, torch.Tensor]:
-    """Chosen rows first, then rejected, right-padded to the longest: `tokens`, next-token
-    `labels` (IGNORE outside the replies), `last` (index of each row's final real token)."""
-    rows = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    width = max(len(r.ids) for r in rows)
+def _labels(ids: list[int], target: list[bool], width: int) -> torch.Tensor:
+    """Next-token labels of one row: position j predicts token j+1 when it is a target."""
+    labels = torch.full((width,), IGNORE, dtype=torch.long)
+    labels[: len(ids) - 1] = torch.tensor([ids[j + 1] if target[j + 1] else IGNORE for j in range(len(ids) - 1)])
+    return labels
+
+
+def _rows(rows: list[tuple[list[int], list[bool]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids, _ in rows)
     tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = len(r.ids)
-        tokens[i, :n] = torch.tensor(r.ids)
-        labels[i, : n - 1] = torch.tensor([r.ids[j + 1] if r.target[j + 1] else IGNORE for j in range(n - 1)])
-    batch = {"tokens": tokens, "labels": labels, "last": torch.tensor([len(r.ids) - 1 for r in rows])}
+    for i, (ids, _) in enumerate(rows):
+        tokens[i, : len(ids)] = torch.tensor(ids)
+    return tokens, torch.stack([_labels(ids, target, width) for ids, target in rows])
+
+
+def mismatched_rows(examples: list[Example]) -> list[tuple[list[int], list[bool]]]:
+    """KTO's KL rows: row j's prompt with row j+1's reply (cycled), as TRL's KTO collator
+    builds them; never a matched prompt/reply when rows have different prompts."""
+    split = [ex.target.index(True) for ex in examples]
+    out = []
+    for j, ex in enumerate(examples):
+        k = (j + 1) % len(examples)
+        reply = examples[k].ids[split[k]:]
+        out.append((ex.ids[: split[j]] + reply, [False] * split[j] + [True] * len(reply)))
+    return out
+
+
+def collate_pairs(pairs: list[Pair], pad_id: int, kl_rows: bool = False) -> dict[str, torch.Tensor]:
+    """Chosen rows first, then rejected, right-padded to the longest: `tokens`, next-token
+    `labels` (IGNORE outside the replies), `full_labels` (every real next token: ORPO's NLL
+    is over prompt and reply), `last` (index of each row's final real token); `kl_rows`: KTO's
+    mismatched `kl_tokens`/`kl_labels`."""
+    examples = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    tokens, labels = _rows([(r.ids, r.target) for r in examples], pad_id)
+    _, full_labels = _rows([(r.ids, [True] * len(r.ids)) for r in examples], pad_id)
+    batch = {"tokens": tokens, "labels": labels, "full_labels": full_labels,
+             "last": torch.tensor([len(r.ids) - 1 for r in examples])}
+    if kl_rows:
+        batch["kl_tokens"], batch["kl_labels"] = _rows(mismatched_rows(examples), pad_id)
+    if pairs[0].prompt is not None:  # held-out generation (stage.eval_fn) starts from these
+        batch["prompts"] = [p.prompt for p in pairs]
     if pairs[0].ref_logps is not None:
         batch["ref_logps"] = torch.tensor([p.ref_logps[0] for p in pairs] + [p.ref_logps[1] for p in pairs])
     return batch

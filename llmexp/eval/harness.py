@@ -123,7 +123,8 @@ def run_eval(cfg: Config, plan, argv: list[str]) -> dict[str, Any]:
         intrinsic = text_metrics(lm, loaded.tokenizer, texts_from(e.intrinsic_text, cfg))
         atomic_write_text(out_dir / "intrinsic.json", json.dumps(intrinsic, indent=2))
         print(f"intrinsic ({e.intrinsic_text}): perplexity {intrinsic['perplexity']:.3f}, "
-              f"bits per byte {intrinsic['bits_per_byte']:.4f} over {intrinsic['bytes']:,} bytes", flush=True)
+              f"bits per byte {intrinsic['bits_per_byte']:.4f} over {intrinsic['bytes']:,} bytes, "
+              f"bits per character {intrinsic['bits_per_character']:.4f}", flush=True)
     if cfg.logger.name == "wandb":
         _wandb_stage_log(cfg, run_dir, results, intrinsic)
     summary = {
@@ -149,7 +150,7 @@ def _wandb_stage_log(cfg: Config, run_dir: Path, results: dict[str, Any], intrin
     if results:
         log_wandb_table(run, results)
     if intrinsic:
-        run.log({"eval/intrinsic/perplexity": intrinsic["perplexity"], "eval/intrinsic/bits_per_byte": intrinsic["bits_per_byte"]})
+        run.log({f"eval/intrinsic/{k}": intrinsic[k] for k in ("perplexity", "bits_per_byte", "bits_per_character")})
     run.finish()
 
 

@@ -1,10 +1,11 @@
-"""Intrinsic metrics on held-out text: perplexity and bits per byte.
+"""Intrinsic metrics on held-out text: perplexity, bits per byte and bits per character.
 
 Perplexity is per token, so it depends on the tokenizer; bits per byte divides the same total
 negative log-likelihood by the text's UTF-8 bytes instead, which every tokenizer sees
 identically, so runs with different tokenizers compare fairly:
 
     bits_per_byte = total nats / (ln 2 * UTF-8 bytes)        perplexity = exp(total nats / tokens)
+    bits_per_character = total nats / (ln 2 * Unicode characters)   (the character-level LM literature's unit)
 
 Documents are scored whole, in disjoint context-length windows, the first token conditioned on
 <|endoftext|> (the same windows lm-eval's perplexity tasks use).
@@ -20,7 +21,7 @@ from llmexp.config.schema import Config
 
 
 def text_metrics(model, tokenizer, texts: Sequence[str], batch_size: int = 8) -> dict[str, Any]:
-    """Perplexity and bits per byte of `model` on `texts` (each a whole document)."""
+    """Perplexity, bits per byte and bits per character of `model` on `texts` (whole documents)."""
     from llmexp.eval.lm import LlmexpLM
 
     texts = [t for t in texts if t]
@@ -31,8 +32,10 @@ def text_metrics(model, tokenizer, texts: Sequence[str], batch_size: int = 8) ->
     nats = -sum(lp for lp, _ in scored)
     tokens = sum(n for _, n in scored)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    n_chars = sum(len(t) for t in texts)
     return {
-        "documents": len(texts), "tokens": tokens, "bytes": n_bytes, "nats": nats,
+        "documents": len(texts), "tokens": tokens, "bytes": n_bytes, "characters": n_chars, "nats": nats,
+        "bits_per_character": nats / (math.log(2) * n_chars),
         "nats_per_token": nats / tokens, "perplexity": math.exp(nats / tokens),
         "bits_per_byte": nats / (math.log(2) * n_bytes), "bytes_per_token": n_bytes / tokens,
     }

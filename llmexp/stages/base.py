@@ -29,6 +29,8 @@ def model_shape(cfg: Config, vocab_size: int) -> LlamaShape:
 class StageModule(L.LightningModule):
     """Subclasses implement `loss(batch) -> (loss, n_tokens)` for their batch format."""
 
+    val_loss_meaning = "cross-entropy of the validation tokens, nats/token"  # what val/loss measures, in its units
+
     def __init__(self, cfg: Config, plan: Plan, flat_config: dict[str, Any], checkpoint_meta: dict[str, Any]):
         super().__init__()
         self.cfg, self.plan = cfg, plan

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,13 +21,15 @@ from torch.utils.data import DataLoader, Sampler
 from llmexp.checkpoints import load_checkpoint, model_state_dict
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config
-from llmexp.data.chat import IGNORE, TEMPLATES, Skipped, read_records
+from llmexp.data.chat import IGNORE, TEMPLATES, Skipped, read_records, stop_id
 from llmexp.data.sources import DataError
+from llmexp.generate import generate
 from llmexp.models import Llama, LlamaShape
 from llmexp.models.heads import ScalarModel
 from llmexp.hf_config import is_hf_folder, read_hf_config
-from llmexp.parallel.parallelize import parallelize
+from llmexp.parallel.parallelize import data_parallel_rank_and_size, parallelize
 from llmexp.stages.base import StageModule
+from llmexp.stages.rewards import call_text_fn, load_callable
 from llmexp.stages.tasks import TASKS
 from llmexp.tokenizers import Tokenizer
 
@@ -234,8 +237,9 @@ class ExampleDataModule(L.LightningDataModule):
         self.resume_samples = 0
 
     def train_dataloader(self) -> DataLoader:
+        # Data-parallel rank: every rank of a tensor-parallel group must read the same batch.
         sampler = EpochSampler(len(self.data.train), self.seed, self.resume_samples,
-                               self.trainer.global_rank, self.trainer.world_size)
+                               *data_parallel_rank_and_size(self.trainer))
         return DataLoader(self.data.train, batch_size=self.micro, sampler=sampler, collate_fn=self.data.collate,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
@@ -276,6 +280,31 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
+def generate_replies(model: nn.Module, tokenizer: Tokenizer, template, prompt_ids: list[list[int]],
+                     max_new_tokens: int, temperature: float = 0.0, top_k=None, top_p=None, generator=None):
+    """(new token ids with the stop token, reply texts without it) of `model` for the prompts."""
+    stop = stop_id(tokenizer, template)
+    was_training = model.training
+    model.eval()
+    outs = generate(model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                    stop_token_ids=[stop], generator=generator)
+    model.train(was_training)
+    return outs, [tokenizer.decode([t for t in o if t != stop]) for o in outs]
+
+
+def gold_scores(stage: Any, prompts: list[dict], texts: list[str], device) -> torch.Tensor | None:
+    """stage.eval_fn (the task's gold metric) of each reply; None without one."""
+    if not getattr(stage, "eval_fn", None):
+        return None
+    fn = load_callable(stage.eval_fn, "stage.eval_fn")
+    return torch.tensor([call_text_fn(fn, p, t) for p, t in zip(prompts, texts)], device=device)
+
+
+def win_rate(mine: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+    """Per sample: 1 when ours scores higher, 0.5 on a tie, 0 when lower."""
+    return (mine > theirs).float() + 0.5 * (mine == theirs).float()
+
+
 # ---- the module ---------------------------------------------------------------------------
 
 class PostTrainModule(StageModule):
@@ -287,6 +316,16 @@ class PostTrainModule(StageModule):
         # Frozen networks (references, reward models): a plain dict, so they are neither
         # trained nor saved in checkpoints; each is rebuilt from its source when needed.
         self._frozen: dict[str, nn.Module] = {}
+        self.history: list[dict] = []  # held-out metrics at each validation (posttrain.json)
+        self.warnings: list[str] = []
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """init_from's tokenizer (for generation and text rewards), read once."""
+        if self._tokenizer is None:
+            self._tokenizer = init_tokenizer(self.cfg.init_from)
+        return self._tokenizer
 
     def build_network(self) -> nn.Module:
         return load_trained(Llama(self.shape), self.cfg.init_from)
@@ -311,6 +350,35 @@ class PostTrainModule(StageModule):
         if next(net.parameters()).device != self.device:
             net.to(self.device)
         return net
+
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over the ranks (a no-op on one process)."""
+        return self.trainer.strategy.reduce(x.detach().float(), reduce_op="mean") if self._trainer else x
+
+    def record_held_out(self, means: dict[str, float], optimised: str, already_logged: tuple = ()) -> None:
+        """Log held-out metrics (val/<name>), keep their history, and warn when the optimised
+        metric rose while the gold metric (stage.eval_fn) fell since the first validation, or
+        the KL to the reference passed stage.kl_budget. Written to <run>/posttrain.json."""
+        for k, v in means.items():
+            if k not in already_logged:
+                self.log(f"val/{k}", v, on_step=False, on_epoch=True)
+        self.history.append({"step": self.global_step, **means})
+        first, s, found = self.history[0], self.cfg.stage, []
+        if "gold" in means and means[optimised] > first[optimised] and means["gold"] < first["gold"]:
+            found.append(f"reward over-optimisation at step {self.global_step}: held-out {optimised} "
+                         f"{first[optimised]:.3f} -> {means[optimised]:.3f} while the gold metric ({s.eval_fn}) fell "
+                         f"{first['gold']:.3f} -> {means['gold']:.3f}")
+        budget = getattr(s, "kl_budget", None)
+        if budget is not None and means.get("kl_per_token", 0.0) > budget:
+            found.append(f"KL to the reference {means['kl_per_token']:.3f} nats/token at step {self.global_step} "
+                         f"exceeds stage.kl_budget={budget}")
+        for message in found:
+            rank_zero_warn(message)
+            self.warnings.append(message)
+        self.log("val/overoptimised", float(bool(found)), on_step=False, on_epoch=True)
+        if self._trainer is not None and self.trainer.is_global_zero:
+            report = {"val_loss_meaning": self.val_loss_meaning, "history": self.history, "warnings": self.warnings}
+            (Path(self.trainer.default_root_dir) / "posttrain.json").write_text(json.dumps(report, indent=2))
 
     def log_metrics(self, prefix: str, metrics: dict[str, torch.Tensor], **kwargs) -> None:
         on_step = prefix == "train"

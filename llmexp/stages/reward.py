@@ -10,6 +10,7 @@ from llmexp.data.chat import Skipped, pad_id_of
 from llmexp.data.preference import collate_pairs, preference_pairs
 from llmexp.models import Llama
 from llmexp.models.heads import ScalarModel
+from llmexp.parallel.parallelize import data_parallel_rank_and_size
 from llmexp.plan import seq_len_of
 from llmexp.stages.posttrain import (
     PostTrainData, PostTrainModule, init_tokenizer, load_trained, records_fingerprint, require_examples,
@@ -17,8 +18,8 @@ from llmexp.stages.posttrain import (
 )
 
 
-def prepare_pairs(cfg: Config, ref_fields=None) -> PostTrainData:
-    """Preference pairs for reward and dpo."""
+def prepare_pairs(cfg: Config, ref_fields=None, kl_rows: bool = False) -> PostTrainData:
+    """Preference pairs for reward and dpo (`kl_rows`: KTO's mismatched rows too)."""
     s = cfg.stage
     tokenizer = init_tokenizer(cfg.init_from)
     records = stage_records(s, "preference")
@@ -30,7 +31,7 @@ def prepare_pairs(cfg: Config, ref_fields=None) -> PostTrainData:
     val = preference_pairs(val_records, tokenizer, template_of(cfg), seq_len_of(cfg), **keys)
     require_examples(train, val, "pairs", skipped)
     pad = pad_id_of(tokenizer)
-    return PostTrainData(tokenizer, train, val, lambda pairs: collate_pairs(pairs, pad),
+    return PostTrainData(tokenizer, train, val, lambda pairs: collate_pairs(pairs, pad, kl_rows),
                          records_fingerprint(records), "pairs", skipped)
 
 
@@ -41,11 +42,13 @@ def preference_metrics(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str
 
 
 class RewardModule(PostTrainModule):
+    val_loss_meaning = "Bradley-Terry loss -log sigmoid(r_chosen - r_rejected) of the held-out pairs"
+
     def build_network(self) -> ScalarModel:
         return load_trained(ScalarModel(Llama(self.shape)), self.cfg.init_from)
 
     def forward_pairs(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.model.score(batch["tokens"], batch["last"])
+        scores = self.model.score(batch["tokens"], batch["last"]).float()  # the loss in fp32 under any precision
         half = scores.shape[0] // 2
         return scores[:half], scores[half:]
 
@@ -56,7 +59,7 @@ class RewardModule(PostTrainModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         chosen, rejected = self.forward_pairs(batch)
         loss = -F.logsigmoid(chosen - rejected).mean()
-        self._tokens_since += int(batch["tokens"].numel()) * self.trainer.world_size
+        self._tokens_since += int(batch["tokens"].numel()) * data_parallel_rank_and_size(self.trainer)[1]
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log_metrics("train", preference_metrics(chosen, rejected))
         return loss

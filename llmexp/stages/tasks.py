@@ -31,8 +31,9 @@ def sort_reward(prompt: str, response: str) -> float:
     return max(-1.0, (right - abs(len(got) - len(want))) / len(want))
 
 
-def sort_correct(prompt: str, response: str) -> bool:
-    return response.split() == sort_answer(prompt)
+def sort_correct(prompt: str, response: str) -> float:
+    """Exact match, 1.0 or 0.0: the task's gold metric (`stage.eval_fn`)."""
+    return float(response.split() == sort_answer(prompt))
 
 
 def sft_records(n: int, seed: int) -> list[dict]:

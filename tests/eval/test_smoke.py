@@ -52,6 +52,9 @@ def test_bits_per_byte_is_total_nats_over_bytes(exported):
     assert got["tokens"] == n_tokens and got["bytes"] == n_bytes
     assert got["bits_per_byte"] == pytest.approx(nats / (math.log(2) * n_bytes), rel=1e-5)
     assert got["perplexity"] == pytest.approx(math.exp(nats / n_tokens), rel=1e-5)
+    n_chars = sum(len(d) for d in docs)  # fewer characters than bytes here: bpc > bpb
+    assert got["characters"] == n_chars < n_bytes
+    assert got["bits_per_character"] == pytest.approx(nats / (math.log(2) * n_chars), rel=1e-5)
 
 
 def test_in_training_callback_logs_task_scores(exported, tmp_path):

@@ -131,3 +131,20 @@ def test_a_tokenizer_without_chatml_tokens_is_refused(tmp_path):
     with pytest.raises(DataError, match="chat_template=chatml needs special token"):
         render(plain, CHATML, [{"role": "user", "content": "x"}])
     assert render(plain, TEMPLATES["plain"], [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]).ids
+
+
+def test_post_training_batches_are_split_by_data_parallel_rank_not_global_rank():
+    """Under tp the two ranks of one tensor-parallel group (global ranks 0 and 1, data-parallel
+    rank 0 of 1) must read the same examples."""
+    from types import SimpleNamespace
+
+    from llmexp.stages.posttrain import ExampleDataModule, PostTrainData
+
+    data = PostTrainData(tokenizer=None, train=list(range(10)), val=[0], collate=list, fingerprint="x", unit="rows")
+    batches = []
+    for global_rank in (0, 1):
+        dm = ExampleDataModule(data, micro_batch_size=4, seed=0)
+        strategy = SimpleNamespace(distributed_sampler_kwargs={"rank": 0, "num_replicas": 1})
+        dm.trainer = SimpleNamespace(global_rank=global_rank, world_size=2, strategy=strategy)
+        batches.append(next(iter(dm.train_dataloader())))
+    assert batches[0] == batches[1]

@@ -122,7 +122,7 @@ def test_dpo_with_precomputed_reference_and_ipo(sft_run, tmp_path):
         for i, r in enumerate(records):
             f.write(json.dumps({**r, "ref_chosen_logp": float(logps[i]), "ref_rejected_logp": float(logps[len(records) + i])}) + "\n")
     summary = train([*FAST, "stage=dpo", f"init_from={sft_run}", f"stage.dataset={path}", "stage.reference=precomputed",
-                     "stage.loss=ipo", "trainer.max_steps=10", "trainer.val_every=10", "optimizer.lr=5e-4",
+                     "stage.loss_type=ipo", "trainer.max_steps=10", "trainer.val_every=10", "optimizer.lr=5e-4",
                      f"run_dir={tmp_path / 'ipo'}"])
     assert summary["val_loss"] < summary["initial_val_loss"]
     assert metric(tmp_path / "ipo", "val/rewards/margin")[0] == pytest.approx(0.0, abs=2e-2)

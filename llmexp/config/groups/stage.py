@@ -78,28 +78,62 @@ class DPOStageConfig(PostTrainStageConfig):
     name: str = "dpo"
     chosen_field: str = "chosen"
     rejected_field: str = "rejected"
-    beta: float = 0.1
-    loss: str = choice(Literal["sigmoid", "ipo"], "sigmoid")  # sigmoid: DPO
+    beta: float = 0.1  # TRL's beta: DPO/KTO temperature; IPO's tau; SimPO's beta (~2); ORPO's lambda
+    # the preference loss, as TRL names it (llmexp/stages/losses.py); ipo is length-normalised as TRL's
+    loss_type: str = choice(Literal["sigmoid", "hinge", "ipo", "robust", "simpo", "orpo", "kto"], "sigmoid")
+    label_smoothing: float = 0.0  # sigmoid: cDPO's label-noise rate; robust: flip rate in [0, 0.5); simpo too
+    reference_free: bool = False  # DPO-family losses against a uniform reference (log pi_ref = 0)
+    simpo_gamma: float = 0.5  # loss_type=simpo: target reward margin gamma (TRL's CPOConfig.simpo_gamma)
+    desirable_weight: float = 1.0  # loss_type=kto: weight of the chosen (desirable) rows
+    undesirable_weight: float = 1.0  # loss_type=kto: weight of the rejected (undesirable) rows
     # model: frozen copy of init_from | precomputed: log-probs in the records
     reference: str = choice(Literal["model", "precomputed"], "model")
+    eval_fn: Optional[str] = None  # gold metric "module:function" (prompt, response[, messages]) of greedy replies
+    eval_max_new_tokens: int = 32  # eval_fn: reply length limit on the held-out prompts
     ref_chosen_field: str = "ref_chosen_logp"  # reference=precomputed
     ref_rejected_field: str = "ref_rejected_logp"
+
+
+RewardKind = Literal["callable", "model", "judge"]
+
+
+@dataclass
+class RewardConfig:
+    """One of several weighted rewards of stage=rlhf (logged apart as reward/<name>)."""
+
+    kind: str = choice(RewardKind, "callable")
+    source: Optional[str] = None  # callable: "package.module:function"; model/judge: a run folder or checkpoint
+    weight: float = 1.0
+    name: Optional[str] = None  # None: the function's name, or <kind><index>
 
 
 @dataclass
 class RLHFStageConfig(PostTrainStageConfig):
     name: str = "rlhf"
-    algorithm: str = choice(Literal["ppo", "grpo"], "ppo")
-    reward: str = choice(Literal["callable", "model", "judge"], "callable")
-    reward_fn: Optional[str] = None  # reward=callable: "package.module:function" (prompt, response) -> float
+    algorithm: str = choice(Literal["ppo", "grpo", "rloo"], "ppo")
+    # grpo's aggregation, TRL's names: grpo (per sequence) | dapo (TRL's default: global tokens) | dr_grpo | bnpo
+    loss_type: str = choice(Literal["grpo", "dapo", "dr_grpo", "bnpo"], "grpo")
+    # grpo: advantages / std of the group | of the batch | none (Dr. GRPO)
+    scale_rewards: str = choice(Literal["group", "batch", "none"], "group")
+    clip_high: Optional[float] = None  # TRL's epsilon_high (DAPO's clip-higher); None: = clip
+    rewards: List[RewardConfig] = field(default_factory=list)  # several weighted rewards; empty: `reward` below
+    reward: str = choice(RewardKind, "callable")  # a single reward, weight 1
+    # reward=callable: "package.module:function" (prompt, response[, messages=conversation]) -> float
+    reward_fn: Optional[str] = None
     reward_model: Optional[str] = None  # reward=model: a stage=reward run folder or checkpoint
     judge_model: Optional[str] = None  # reward=judge: a language-model run folder (RLAIF)
     judge_template: str = "{prompt}\n{response}\nIs this answer correct? Answer yes or no:"
-    kl_coef: float = 0.05  # penalty on log pi/pi_ref (PPO: in the reward; GRPO: in the loss)
+    kl_coef: float = 0.05  # penalty on log pi/pi_ref (PPO, RLOO: in the reward; GRPO: in the loss); the start when adaptive
+    kl_target: Optional[float] = None  # adaptive KL controller's target (nats per response); None: fixed kl_coef
+    kl_horizon: int = 10000  # adaptive KL: samples over which the coefficient adapts
+    kl_budget: Optional[float] = None  # held-out KL to the reference (nats/token) above which a warning is raised
+    eval_fn: Optional[str] = None  # gold metric "module:function" (prompt, response[, messages]) -> float, held out
+    win_rate: bool = True  # held out: fraction of prompts where the policy's sample beats the reference's
     group_size: int = 4  # samples per prompt (GRPO's group; PPO samples this many too)
     max_new_tokens: int = 32
     temperature: float = 1.0
     top_k: Optional[int] = None
+    top_p: Optional[float] = None  # nucleus sampling of rollouts and held-out samples; None: off
     ppo_epochs: int = 2  # optimizer steps on each rollout batch
     clip: float = 0.2
     value_clip: float = 0.2
@@ -147,20 +181,46 @@ def check_stage(s: Any) -> None:
         require(lora.enabled, "stage.lora.quantize", lora.quantize, "QLoRA needs stage.lora.enabled=true")
     if s.name == "dpo":
         positive("stage.beta", s.beta)
+        in_range("stage.label_smoothing", s.label_smoothing, 0.0, 0.5, high_open=True)
+        require(s.desirable_weight > 0 and s.undesirable_weight > 0, "stage.desirable_weight",
+                (s.desirable_weight, s.undesirable_weight), "KTO's weights (and undesirable_weight) must be > 0")
+        positive("stage.eval_max_new_tokens", s.eval_max_new_tokens)
+    if s.name in ("dpo", "rlhf") and s.eval_fn is not None:
+        require(":" in s.eval_fn and all(s.eval_fn.split(":", 1)), "stage.eval_fn", s.eval_fn,
+                "a gold metric 'package.module:function' taking (prompt, response) -> float")
     if s.name == "rlhf":
         _check_rlhf(s)
 
 
 def _check_rlhf(s: RLHFStageConfig) -> None:
-    for key in ("group_size", "max_new_tokens", "temperature", "ppo_epochs", "clip", "val_prompts"):
+    for key in ("group_size", "max_new_tokens", "temperature", "ppo_epochs", "clip", "val_prompts", "kl_horizon"):
         positive(f"stage.{key}", getattr(s, key))
-    positive("stage.top_k", s.top_k, optional=True)
+    for key in ("top_k", "clip_high", "kl_target", "kl_budget"):
+        positive(f"stage.{key}", getattr(s, key), optional=True)
+    require(s.top_p is None or 0.0 < s.top_p <= 1.0, "stage.top_p", s.top_p, "must be in (0, 1] or null")
     require(s.kl_coef >= 0, "stage.kl_coef", s.kl_coef, "must be >= 0")
     in_range("stage.gamma", s.gamma, 0.0, 1.0, low_open=True)
     in_range("stage.gae_lambda", s.gae_lambda, 0.0, 1.0)
-    if s.algorithm == "grpo":
-        require(s.group_size >= 2, "stage.group_size", s.group_size, "GRPO compares samples within a group: >= 2")
+    if s.algorithm in ("grpo", "rloo"):
+        require(s.group_size >= 2, "stage.group_size", s.group_size,
+                f"{s.algorithm.upper()} compares samples within a group: >= 2")
+    for i, r in enumerate(s.rewards):
+        if r.kind == "callable":
+            _check_callable(f"stage.rewards.{i}.source", r.source)
+    if not s.rewards and s.reward == "callable":
+        _check_callable("stage.reward_fn", s.reward_fn)
+
+
+def _check_callable(key: str, fn: Optional[str]) -> None:
+    require(":" in (fn or "") and all((fn or "").split(":", 1)), key, fn,
+            "reward=callable needs 'package.module:function' taking (prompt, response) -> float")
+
+
+def reward_sources(s: RLHFStageConfig) -> list[tuple[str, str, Optional[str]]]:
+    """(kind, config key, run folder) of every reward scored by another model (model, judge)."""
+    if s.rewards:
+        return [(r.kind, f"stage.rewards.{i}.source", r.source) for i, r in enumerate(s.rewards) if r.kind != "callable"]
     if s.reward == "callable":
-        fn = s.reward_fn or ""
-        require(":" in fn and all(fn.split(":", 1)), "stage.reward_fn", s.reward_fn,
-                "reward=callable needs 'package.module:function' taking (prompt, response) -> float")
+        return []
+    key = "reward_model" if s.reward == "model" else "judge_model"
+    return [(s.reward, f"stage.{key}", getattr(s, key))]
