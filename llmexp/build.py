@@ -8,10 +8,11 @@ from typing import Any, Sequence
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
-from llmexp.callbacks import AtomicCheckpointIO, LossPlot
+from llmexp.callbacks import AtomicCheckpointIO, LossPlot, Preemption
 from llmexp.config.schema import Config
 from llmexp.parallel.strategy import lightning_strategy, resolve_accelerator
 from llmexp.plan import Plan
+from llmexp.rundir import STEP_CHECKPOINT
 from llmexp.stages import STAGES
 from llmexp.tracking import build_loggers
 
@@ -28,14 +29,18 @@ def build(
     datamodule = stage.datamodule(cfg, plan, data)
     checkpoints = run_dir / "checkpoints"
     callbacks = [
-        # last.ckpt every checkpoint_every steps: what a rerun or resume= continues from.
-        ModelCheckpoint(dirpath=checkpoints, filename="last", every_n_train_steps=t.checkpoint_every,
-                        save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
+        # step-N.ckpt every checkpoint_every steps, the newest keep_checkpoints kept, last.ckpt a
+        # link to the newest: what a rerun or resume= continues from (an older one if it is corrupt).
+        ModelCheckpoint(dirpath=checkpoints, filename=STEP_CHECKPOINT, auto_insert_metric_name=False,
+                        every_n_train_steps=t.checkpoint_every, monitor="step", mode="max",
+                        save_top_k=t.keep_checkpoints, save_last="link", enable_version_counter=False,
+                        save_on_train_epoch_end=False),
         # best.ckpt whenever validation improves.
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min",
                         save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
         LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", getattr(data, "val_unigram_entropy", None)),
         TQDMProgressBar(refresh_rate=max(1, plan.grad_accumulation)),
+        Preemption(checkpoints / "last.ckpt"),
     ]
     callbacks.extend(extra_callbacks)
     trainer = L.Trainer(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 import string
@@ -61,6 +62,7 @@ def check_rules(cfg: Config) -> None:
     _check_optimizer(cfg)
     _check_parallelism(cfg)
     _check_trainer(cfg)
+    _check_numbers(cfg)
     _one_of("logger.name", cfg.logger.name, LOGGERS)
     _check_plan(cfg)
     _check_eval(cfg)
@@ -468,6 +470,18 @@ def _check_trainer(cfg: Config) -> None:
     for key in ("log_every", "val_every", "val_batches", "checkpoint_every"):
         _positive(f"trainer.{key}", getattr(t, key))
     _require(t.num_workers >= 0, "trainer.num_workers", t.num_workers, "must be >= 0")
+
+
+def _check_numbers(cfg: Config) -> None:
+    """Values that would train to NaN or cannot seed a generator, refused before anything runs."""
+    o, t = cfg.optimizer, cfg.trainer
+    for key, value in (("optimizer.lr", o.lr), ("optimizer.eps", o.eps), ("optimizer.weight_decay", o.weight_decay),
+                       ("optimizer.grad_clip", o.grad_clip), ("model.init_std", cfg.model.init_std)):
+        _require(value is None or math.isfinite(value), key, value, "must be a finite number")
+    _positive("model.init_std", cfg.model.init_std)
+    for key, seed in (("trainer.seed", t.seed), ("data.split_seed", cfg.data.split_seed)):
+        _require(0 <= seed < 2**32, key, seed, "must be in [0, 2^32)")
+    _positive("trainer.keep_checkpoints", t.keep_checkpoints)
 
 
 def _check_plan(cfg: Config) -> None:

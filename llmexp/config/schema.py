@@ -254,7 +254,8 @@ class TrainerConfig:
     log_every: int = 10
     val_every: int = 100  # optimizer steps between validations
     val_batches: int = 20
-    checkpoint_every: int = 100  # optimizer steps between checkpoints of last.ckpt
+    checkpoint_every: int = 100  # optimizer steps between checkpoints (step-N.ckpt; last.ckpt links the newest)
+    keep_checkpoints: int = 2  # step-N.ckpt files kept: a corrupt newest one falls back to the one before
     num_workers: int = 0
     seed: int = 1234
 

@@ -57,7 +57,7 @@ class RewardModule(PostTrainModule):
         chosen, rejected = self.forward_pairs(batch)
         loss = -F.logsigmoid(chosen - rejected).mean()
         self._tokens_since += int(batch["tokens"].numel()) * self.trainer.world_size
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.record_step_loss(loss)
         self.log_metrics("train", preference_metrics(chosen, rejected))
         return loss
 
