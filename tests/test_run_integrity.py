@@ -166,16 +166,20 @@ def test_a_second_writer_is_refused_and_a_corrupt_last_checkpoint_falls_back(cor
     assert sorted(p.name for p in checkpoints.glob("step-*.ckpt")) == ["step-00000004.ckpt", "step-00000006.ckpt"]
     (checkpoints / ".last.ckpt.abc.tmp").write_bytes(b"half a checkpoint")  # a kill mid-save
     (checkpoints / "last.ckpt").write_bytes((checkpoints / "last.ckpt").read_bytes()[:1000])  # truncated
-    proc = start([*args[:-1], "trainer.max_steps=8"])  # holds the folder while it trains
-    deadline = time.time() + 120
-    while not (run_dir / ".lock").is_file() or (run_dir / ".lock").read_text().strip() != str(proc.pid):
-        assert time.time() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    second = run_cli(*args[:-1], "trainer.max_steps=8")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from llmexp.rundir import lock_run_dir; h = lock_run_dir(Path(sys.argv[1])); "
+                               "print('locked', flush=True); time.sleep(600)", str(run_dir)],
+                              cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"  # another llmexp process holds the folder
+        second = run_cli(*args[:-1], "trainer.max_steps=8")
+    finally:
+        holder.kill()
+        holder.wait()
     assert second.returncode == 2 and "in use by another llmexp process" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-3000:]
-    assert "last.ckpt is unreadable (truncated or corrupt); resuming from step-00000006.ckpt" in stderr
+    result = run_cli(*args[:-1], "trainer.max_steps=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "last.ckpt is unreadable (truncated or corrupt); resuming from step-00000006.ckpt" in result.stderr
     assert not list(checkpoints.glob(".*.tmp"))
     assert checkpoint_step(checkpoints / "last.ckpt") == 8
