@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
-from llmexp.callbacks import AtomicCheckpointIO, LossPlot, Preemption
+from llmexp.callbacks import AtomicCheckpointIO, LossPlot, Preemption, ResumedValidation
 from llmexp.config.schema import Config
 from llmexp.parallel.strategy import lightning_strategy, resolve_accelerator
 from llmexp.plan import Plan
@@ -42,6 +42,8 @@ def build(
         TQDMProgressBar(refresh_rate=max(1, plan.grad_accumulation)),
         Preemption(checkpoints / "last.ckpt"),
     ]
+    loggers = build_loggers(cfg, run_dir, flat_config)
+    callbacks.append(ResumedValidation(loggers[0], t.val_every))
     callbacks.extend(extra_callbacks)
     trainer = L.Trainer(
         accelerator=accelerator,
@@ -58,7 +60,7 @@ def build(
         limit_val_batches=t.val_batches,
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every,
-        logger=build_loggers(cfg, run_dir, flat_config),
+        logger=loggers,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),

@@ -70,8 +70,9 @@ class RunCSVLogger(Logger):
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
         row = {"step": step, **{k: float(v) for k, v in metrics.items()}}
         if self._rows is None:  # a fresh run, or a resume: cut what follows the checkpoint
+            logged = set(metrics) - {"epoch"}  # Lightning adds the epoch to every row
             self._rows = [r for r in _read_rows(self.path)
-                          if int(float(r["step"])) < step or (int(float(r["step"])) == step and not set(r) & set(metrics))]
+                          if int(float(r["step"])) < step or (int(float(r["step"])) == step and not set(r) & logged)]
             self._columns = sorted({k for r in self._rows for k in r} - {"step"})
             self._rewrite()
         self._rows.append(row)
@@ -81,6 +82,11 @@ class RunCSVLogger(Logger):
         else:
             with self.path.open("a", newline="") as f:
                 self._writer(f).writerow(row)
+
+    def logged(self, step: int, key: str) -> bool:
+        """Whether metrics.csv (as on disk, or as this process rewrote it) has `key` at `step`."""
+        rows = self._rows if self._rows is not None else _read_rows(self.path)
+        return any(int(float(r["step"])) == step and key in r for r in rows)
 
     def _writer(self, f) -> csv.DictWriter:
         return csv.DictWriter(f, fieldnames=[*self._columns[:self._step_at()], "step", *self._columns[self._step_at():]])
@@ -93,6 +99,26 @@ class RunCSVLogger(Logger):
             writer = self._writer(f)
             writer.writeheader()
             writer.writerows(self._rows or [])
+
+
+class ResumedValidation(L.Callback):
+    """Lightning treats the validation of the step a checkpoint was taken at as done when it
+    resumes from that checkpoint (it fast-forwards the validation loop). A run killed between
+    that checkpoint and the end of its validation never logged it, so run it here, before the
+    first step, when metrics.csv lacks it: with the restored weights, under the same step label
+    (the loop's logging step is not advanced yet at on_train_start)."""
+
+    def __init__(self, metrics: RunCSVLogger, val_every: int):
+        self.metrics, self.val_every = metrics, val_every
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        step = trainer.global_step
+        if step == 0 or step % self.val_every or self.metrics.logged(step - 1, "val/loss"):
+            return
+        # Lightning's own call for an in-training validation (training_epoch_loop.py); no public
+        # API runs the fit's validation loop from a callback.
+        trainer.fit_loop.epoch_loop.val_loop.run()
+        trainer.training = True
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

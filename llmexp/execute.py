@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from llmexp.config.errors import ConfigError, fail
 from llmexp.config.schema import Config
@@ -45,9 +45,15 @@ def execute(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:
         return run_config(cfg, plan, argv)
     except (ConfigError, PreflightError, DataError) as err:
         fail(str(err))
-    except RunStopped as stop:  # summary.json says why; one line here, a code of its own
-        print(f"llmexp: {stop}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_CODES[stop.summary["status"]])
+    except RunStopped as stop:
+        exit_stopped(stop)
     except KeyboardInterrupt:
         print("llmexp: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         raise SystemExit(130)
+
+
+def exit_stopped(stop: RunStopped) -> NoReturn:
+    """A run that stopped early leaves the command line with one line and its own exit code
+    (summary.json says the same)."""
+    print(f"llmexp: {stop}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CODES[stop.summary["status"]])

@@ -102,22 +102,35 @@ def assert_same_run(straight: Path, resumed: Path) -> None:
     assert sb["val_loss"] == pytest.approx(sa["val_loss"], abs=1e-5)
 
 
-def test_pretraining_killed_anywhere_then_rerun_equals_the_uninterrupted_run(corpus, tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    result = run_cli(*pretrain(corpus, straight))
+@pytest.fixture(scope="module")
+def straight(corpus, tmp_path_factory) -> Path:
+    """The uninterrupted pretraining run the interrupted ones are compared with."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    result = run_cli(*pretrain(corpus, run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "0.10 epochs" not in result.stdout and "is repeated" in result.stdout  # several data epochs
-    args = pretrain(corpus, killed)
-    stops = [interrupt(args, killed, 4), interrupt(args, killed, 0, during_save=True)]
-    assert stops[0] >= 4 and stops[1] >= stops[0]
+    assert "is repeated" in result.stdout  # the run makes several passes over its data
+    return run_dir
+
+
+def test_pretraining_killed_anywhere_then_rerun_equals_the_uninterrupted_run(corpus, straight, tmp_path):
+    killed = tmp_path / "killed"
+    args = pretrain(corpus, killed, "trainer.checkpoint_every=6")  # on validation steps (val_every=6)
+    stops = [interrupt(args, killed, 6)]
+    # As if the kill came between that checkpoint and the end of its step's validation.
+    rows = [r for r in metrics_rows(killed) if not (r["val/loss"] and int(r["step"]) >= stops[0] - 1)]
+    with (killed / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    stops.append(interrupt(args, killed, 0, during_save=True))
+    assert stops[0] >= 6 and stops[1] >= stops[0]
     result = run_cli(*args)  # the same command again, to the end
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_run(straight, killed)
 
 
-def test_sigterm_saves_then_the_rerun_equals_the_uninterrupted_run(corpus, tmp_path):
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    assert run_cli(*pretrain(corpus, straight)).returncode == 0
+def test_sigterm_saves_then_the_rerun_equals_the_uninterrupted_run(corpus, straight, tmp_path):
+    stopped = tmp_path / "stopped"
     args = pretrain(corpus, stopped, "trainer.checkpoint_every=50")  # no interval checkpoint: SIGTERM's is the one
     proc = start(args)
     deadline = time.time() + 300
@@ -183,3 +196,47 @@ def test_a_second_writer_is_refused_and_a_corrupt_last_checkpoint_falls_back(cor
     assert "last.ckpt is unreadable (truncated or corrupt); resuming from step-00000006.ckpt" in result.stderr
     assert not list(checkpoints.glob(".*.tmp"))
     assert checkpoint_step(checkpoints / "last.ckpt") == 8
+
+
+def killed_and_rerun_equals_straight(straight_args: list[str], killed_args: list[str], killed: Path, straight: Path) -> None:
+    result = run_cli(*straight_args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rng = random.Random(12)
+    stops = [interrupt(killed_args, killed, rng.randint(2, 8)), interrupt(killed_args, killed, 0, during_save=True),
+             interrupt(killed_args, killed, rng.randint(12, 18))]
+    assert stops == sorted(stops) and stops[-1] < STEPS
+    result = run_cli(*killed_args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(straight, killed)
+
+
+@pytest.mark.slow
+def test_ddp_pretraining_killed_three_times_equals_the_uninterrupted_run(corpus, tmp_path):
+    ddp, killed = tmp_path / "straight", tmp_path / "killed"
+    killed_and_rerun_equals_straight(pretrain(corpus, ddp, *DDP), pretrain(corpus, killed, *DDP), killed, ddp)
+
+
+@pytest.fixture(scope="module")
+def chats(tmp_path_factory) -> Path:
+    """14 short conversations: with 2 x 2 per step, a pass over the training ones every ~3 steps."""
+    path = tmp_path_factory.mktemp("chats") / "chats.jsonl"
+    rng = random.Random(1)
+    with path.open("w") as f:
+        for i in range(14):
+            letters = rng.sample("abcdefgh", 4)
+            f.write(json.dumps({"messages": [{"role": "user", "content": "sort " + " ".join(letters)},
+                                             {"role": "assistant", "content": " ".join(sorted(letters))}]}) + "\n")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", [[], DDP], ids=["single", "ddp"])
+def test_sft_killed_three_times_equals_the_uninterrupted_run(corpus, chats, tmp_path, layout):
+    base = tmp_path / "base"
+    assert run_cli(*pretrain(corpus, base, "trainer.max_steps=4")).returncode == 0
+
+    def sft(run_dir: Path) -> list[str]:
+        return [*TRAIN, "stage=sft", f"init_from={base}", f"stage.dataset={chats}", "stage.val_fraction=0.15",
+                "stage.truncation=drop", f"run_dir={run_dir}", *layout]
+    killed_and_rerun_equals_straight(sft(tmp_path / "straight"), sft(tmp_path / "killed"), tmp_path / "killed",
+                                     tmp_path / "straight")
