@@ -237,6 +237,6 @@ def test_sft_killed_three_times_equals_the_uninterrupted_run(corpus, chats, tmp_
 
     def sft(run_dir: Path) -> list[str]:
         return [*TRAIN, "stage=sft", f"init_from={base}", f"stage.dataset={chats}", "stage.val_fraction=0.15",
-                "stage.truncation=drop", f"run_dir={run_dir}", *layout]
+                "stage.truncation=right", "trainer.seq_len=64", f"run_dir={run_dir}", *layout]
     killed_and_rerun_equals_straight(sft(tmp_path / "straight"), sft(tmp_path / "killed"), tmp_path / "killed",
                                      tmp_path / "straight")
