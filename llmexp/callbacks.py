@@ -218,7 +218,7 @@ class Preemption(L.Callback):
             return
         if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
             return
-        trainer.save_checkpoint(self.last_checkpoint)
+        save_last_checkpoint(trainer, self.last_checkpoint)
         name = signal.Signals(self.received).name if self.received is not None else "another rank's signal"
         if self.received == signal.SIGUSR1 and trainer.is_global_zero:
             requeue_slurm_job()
@@ -227,6 +227,15 @@ class Preemption(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.stopped is not None:
             raise self.stopped
+
+
+def save_last_checkpoint(trainer: L.Trainer, path: Path) -> None:
+    """Save to last.ckpt, which may be ModelCheckpoint's link to a step-N checkpoint: the link is
+    removed first, so a sharded (fsdp/tp) save never writes its shards into that step's folder."""
+    if trainer.is_global_zero and path.is_symlink():
+        path.unlink()
+    trainer.strategy.barrier("llmexp_last_checkpoint")
+    trainer.save_checkpoint(path)
 
 
 def requeue_slurm_job() -> None:

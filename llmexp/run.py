@@ -73,6 +73,7 @@ def run(cfg: Config, plan: Plan, argv: list[str], extra_callbacks: ExtraCallback
     import lightning as L
 
     from llmexp.build import build, quiet_lightning_warnings
+    from llmexp.callbacks import save_last_checkpoint
     from llmexp.stages import STAGES
 
     quiet_lightning_warnings()
@@ -112,7 +113,7 @@ def run(cfg: Config, plan: Plan, argv: list[str], extra_callbacks: ExtraCallback
         raise RunStopped(summary) from stop
     if module.last_val_step != trainer.global_step:
         _validate(trainer, module, datamodule)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, whatever the interval
+    save_last_checkpoint(trainer, run_dir / "checkpoints" / "last.ckpt")  # the final state, whatever the interval
     if trainer.is_global_zero:
         prune_step_checkpoints(run_dir / "checkpoints", cfg.trainer.keep_checkpoints)
     summary = _summary(cfg, plan, run_dir, trainer, module, baseline, initial_val, time.perf_counter() - started)
