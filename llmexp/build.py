@@ -8,10 +8,11 @@ from typing import Any, Sequence
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
-from llmexp.callbacks import AtomicCheckpointIO, LossPlot
+from llmexp.callbacks import AtomicCheckpointIO, LossPlot, Preemption, ResumedValidation
 from llmexp.config.schema import Config
 from llmexp.parallel.strategy import lightning_strategy, resolve_accelerator
 from llmexp.plan import Plan
+from llmexp.rundir import STEP_CHECKPOINT
 from llmexp.stages import STAGES
 from llmexp.tracking import build_loggers
 
@@ -28,15 +29,21 @@ def build(
     datamodule = stage.datamodule(cfg, plan, data)
     checkpoints = run_dir / "checkpoints"
     callbacks = [
-        # last.ckpt every checkpoint_every steps: what a rerun or resume= continues from.
-        ModelCheckpoint(dirpath=checkpoints, filename="last", every_n_train_steps=t.checkpoint_every,
-                        save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
+        # step-N.ckpt every checkpoint_every steps, the newest keep_checkpoints kept, last.ckpt a
+        # link to the newest: what a rerun or resume= continues from (an older one if it is corrupt).
+        ModelCheckpoint(dirpath=checkpoints, filename=STEP_CHECKPOINT, auto_insert_metric_name=False,
+                        every_n_train_steps=t.checkpoint_every, monitor="step", mode="max",
+                        save_top_k=t.keep_checkpoints, save_last="link", enable_version_counter=False,
+                        save_on_train_epoch_end=False),
         # best.ckpt whenever validation improves.
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min",
                         save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
         LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", getattr(data, "val_unigram_entropy", None)),
         TQDMProgressBar(refresh_rate=max(1, plan.grad_accumulation)),
+        Preemption(checkpoints / "last.ckpt"),
     ]
+    loggers = build_loggers(cfg, run_dir, flat_config)
+    callbacks.append(ResumedValidation(loggers[0], t.val_every))
     callbacks.extend(extra_callbacks)
     trainer = L.Trainer(
         accelerator=accelerator,
@@ -53,7 +60,7 @@ def build(
         limit_val_batches=t.val_batches,
         num_sanity_val_steps=0,
         log_every_n_steps=t.log_every,
-        logger=build_loggers(cfg, run_dir, flat_config),
+        logger=loggers,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),

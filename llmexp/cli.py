@@ -85,10 +85,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         from llmexp.pipeline import pipeline_main
         from llmexp.run import PreflightError
 
+        from llmexp.execute import exit_stopped
+        from llmexp.outcomes import RunStopped
+
         try:
             pipeline_main(cfg, args.overrides, args.config_dir)
         except (ConfigError, PreflightError, DataError) as err:
             fail(str(err))
+        except RunStopped as stop:  # a step diverged or was preempted
+            exit_stopped(stop)
         return
     if args.cfg:
         from omegaconf import OmegaConf

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from llmexp.config.errors import ConfigError, fail
 from llmexp.config.schema import Config
 from llmexp.data.sources import DataError
+from llmexp.outcomes import RunStopped
 from llmexp.plan import Plan
 from llmexp.run import PreflightError, run
+
+# Exit codes of a training command (docs/run-contract.md): 0 finished, 2 bad input (one line),
+# 3 diverged (a non-finite loss or gradient norm), 143 stopped by SIGTERM/SIGUSR1 after saving
+# a checkpoint (128 + SIGTERM, what shells and schedulers read as "terminated").
+EXIT_CODES = {"diverged": 3, "preempted": 143}
 
 
 def run_config(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:
@@ -39,6 +45,15 @@ def execute(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:
         return run_config(cfg, plan, argv)
     except (ConfigError, PreflightError, DataError) as err:
         fail(str(err))
+    except RunStopped as stop:
+        exit_stopped(stop)
     except KeyboardInterrupt:
         print("llmexp: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         raise SystemExit(130)
+
+
+def exit_stopped(stop: RunStopped) -> NoReturn:
+    """A run that stopped early leaves the command line with one line and its own exit code
+    (summary.json says the same)."""
+    print(f"llmexp: {stop}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CODES[stop.summary["status"]])

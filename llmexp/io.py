@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
+
+TEMP_SUFFIX = ".tmp"
 
 
 def cache_root(configured: Optional[str] = None) -> Path:
@@ -13,22 +16,37 @@ def cache_root(configured: Optional[str] = None) -> Path:
     return Path(root).expanduser()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers see the old
-    file or the new one, never half of one."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path in `path`'s folder to write to; on success it is fsynced and renamed
+    over `path`, so readers see the old file or the new one, never half of one. A kill in
+    between leaves `.<name>.*.tmp`, which `remove_stale_temp_files` clears."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Temporary files a killed process left in `folder` (not recursive); returns them."""
+    stale = sorted(Path(folder).glob(f".*{TEMP_SUFFIX}")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -1,6 +1,6 @@
 """Run pass: the run folder, preflight, data, build, fit, and what a run leaves behind.
 
-The run folder's own files are written by llmexp/rundir.py. The run folder's own files are written by llmexp/rundir.py. A run folder holds config.yaml, command.txt, meta.json, plan.json, metrics.csv, loss.png,
+The run folder's own files are written by llmexp/rundir.py. A run folder holds config.yaml, command.txt, meta.json, plan.json, metrics.csv, loss.png,
 checkpoints/{last,best}.ckpt, tokenizer/ and summary.json (docs/run-contract.md).
 """
 from __future__ import annotations
@@ -12,10 +12,12 @@ from typing import Any, Callable, Sequence
 
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config
-from llmexp.io import atomic_write_text
+from llmexp.io import atomic_write_text, remove_stale_temp_files
+from llmexp.outcomes import Diverged, Preempted, RunStopped
 from llmexp.parallel.checkpoint import loadable_checkpoint
 from llmexp.plan import GiB, Plan, format_plan, layout_of
-from llmexp.rundir import check_same_experiment, config_dict, flatten, resolve_run_dir, write_run_files
+from llmexp.rundir import (check_same_experiment, config_dict, flatten, lock_run_dir, newest_good_checkpoint,
+                           prune_step_checkpoints, resolve_run_dir, run_dir_of, write_run_files)
 
 # Callbacks a caller adds to the run's Trainer, made once the run folder and tokenizer exist
 # (the apps layer adds lm-eval's in-training evaluation this way).
@@ -54,8 +56,12 @@ def preflight(plan: Plan, accelerator: str) -> None:
 def run(cfg: Config, plan: Plan, argv: list[str], extra_callbacks: ExtraCallbacks | None = None) -> dict[str, Any]:
     """Train `cfg` as `plan` says; returns the summary (also written to summary.json).
     `extra_callbacks(run_dir, tokenizer)` adds Trainer callbacks the caller owns."""
-    run_dir, resume_from = resolve_run_dir(cfg)
+    run_dir = run_dir_of(cfg)
     check_same_experiment(cfg, run_dir)
+    lock = lock_run_dir(run_dir)  # held until this process exits
+    if lock is not None:  # global rank 0: the folder is this process's to tidy
+        remove_stale_temp_files(run_dir / "checkpoints")  # a kill mid-save left them
+    run_dir, resume_from = resolve_run_dir(cfg)  # now that no other process writes the folder
 
     from llmexp.parallel.strategy import resolve_accelerator
 
@@ -67,6 +73,7 @@ def run(cfg: Config, plan: Plan, argv: list[str], extra_callbacks: ExtraCallback
     import lightning as L
 
     from llmexp.build import build, quiet_lightning_warnings
+    from llmexp.callbacks import save_last_checkpoint
     from llmexp.stages import STAGES
 
     quiet_lightning_warnings()
@@ -96,15 +103,41 @@ def run(cfg: Config, plan: Plan, argv: list[str], extra_callbacks: ExtraCallback
         print(f"resuming from {resume_from}", flush=True)
     if resume_from is not None:  # a sharded folder is consolidated for single/ddp
         resume_from = loadable_checkpoint(resume_from, layout_of(cfg).strategy)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None,
+                    weights_only=True)  # tensors and plain containers only, never pickled code
+    except (Diverged, Preempted) as stop:
+        summary = _stopped_summary(stop, run_dir, trainer, time.perf_counter() - started)
+        if trainer.is_global_zero:
+            atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+        raise RunStopped(summary) from stop
     if module.last_val_step != trainer.global_step:
         _validate(trainer, module, datamodule)
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # the final state, whatever the interval
+    save_last_checkpoint(trainer, run_dir / "checkpoints" / "last.ckpt")  # the final state, whatever the interval
+    if trainer.is_global_zero:
+        prune_step_checkpoints(run_dir / "checkpoints", cfg.trainer.keep_checkpoints)
     summary = _summary(cfg, plan, run_dir, trainer, module, baseline, initial_val, time.perf_counter() - started)
     if trainer.is_global_zero:
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
         _print_outcome(summary, run_dir)
     return summary
+
+
+def _stopped_summary(stop: Exception, run_dir: Path, trainer, seconds: float) -> dict[str, Any]:
+    checkpoints = run_dir / "checkpoints"
+    if isinstance(stop, Diverged):
+        good = newest_good_checkpoint(checkpoints)
+        saved = (f"last good checkpoint {good.resolve()}" if good is not None
+                 else "no checkpoint was saved before it")
+        status, step = "diverged", stop.step
+        message = (f"training diverged: {stop.metric} is {stop.value} at step {stop.step}; {saved} "
+                   "(lower optimizer.lr, set optimizer.grad_clip, or check the data)")
+    else:
+        status, step = "preempted", stop.step
+        message = (f"stopped by {stop.signal_name} at step {stop.step}: saved {stop.checkpoint}; "
+                   "rerun the same command to continue")
+    return {"status": status, "message": message, "run_dir": str(run_dir), "steps": step,
+            "wall_seconds": seconds, "checkpoints": {"last": str(checkpoints / "last.ckpt")}}
 
 
 def _validate(trainer, module, datamodule) -> float:

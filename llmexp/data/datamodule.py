@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from llmexp.data.prepare import PreparedData
+from llmexp.data.resume import ResumableDataModule
 from llmexp.data.sampler import Mixture, MixtureSampler
 from llmexp.data.shards import open_shard
 from llmexp.data.sources import DataError
@@ -88,7 +88,7 @@ class _Items(Dataset):
         return self.base[self.items[i]]
 
 
-class TokenDataModule(L.LightningDataModule):
+class TokenDataModule(ResumableDataModule):
     def __init__(
         self, data: PreparedData, seq_len: int, micro_batch_size: int, total_micro_batches: int,
         val_batches: int, seed: int, num_workers: int = 0, on_exhausted: str = "repeat", global_batch_size: int = 0,
@@ -98,7 +98,6 @@ class TokenDataModule(L.LightningDataModule):
         self.total_micro_batches = total_micro_batches  # per rank, for the whole run
         self.val_batches, self.seed, self.num_workers = val_batches, seed, num_workers
         self.on_exhausted, self.global_batch_size = on_exhausted, global_batch_size
-        self.resume_samples = 0  # samples this rank consumed before a restart
         self.train_windows = ShardWindows(data.shards("train"), data.dtype, seq_len)
         names = [s.name for s in data.sources]
         short = [n for n, w in zip(names, self.train_windows.n_windows) if w == 0]
@@ -148,8 +147,7 @@ class TokenDataModule(L.LightningDataModule):
         from llmexp.parallel.parallelize import data_parallel_rank_and_size
 
         dp_rank, dp_size = data_parallel_rank_and_size(self.trainer)  # TP ranks read the same batches
-        if getattr(self, "resume_global_samples", None) is not None:  # the saving run may have had another dp size
-            self.resume_samples = self.resume_global_samples // dp_size
+        start = self.resume_start(dp_size)
         total = self.total_micro_batches * self.micro
         stop = self.supported_steps()
         if stop is not None and self.trainer is not None and stop < self.trainer.max_steps:
@@ -157,7 +155,7 @@ class TokenDataModule(L.LightningDataModule):
             self.trainer.fit_loop.epoch_loop.max_steps = stop
             total = min(total, stop * self.global_batch_size // dp_size)
         sampler = MixtureSampler(
-            self.mixture, start=self.resume_samples, length=max(0, total - self.resume_samples),
+            self.mixture, start=start, length=max(0, total - start),
             rank=dp_rank, world_size=dp_size,
         )
         return DataLoader(self.train_windows, batch_size=self.micro, sampler=sampler, num_workers=self.num_workers,
@@ -173,18 +171,6 @@ class TokenDataModule(L.LightningDataModule):
                 "raise data.val_fraction or lower trainer.seq_len"
             )
         return DataLoader(_Items(val, items), batch_size=self.micro, shuffle=False, num_workers=0)
-
-    def state_dict(self) -> dict[str, Any]:
-        # Checkpoints are taken at optimizer-step boundaries, so this is exact.
-        t = self.trainer
-        from llmexp.parallel.parallelize import data_parallel_rank_and_size
-
-        consumed = t.global_step * t.accumulate_grad_batches * self.micro
-        return {"consumed_samples": consumed, "global_samples": consumed * data_parallel_rank_and_size(t)[1]}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.resume_samples = int(state["consumed_samples"])
-        self.resume_global_samples = state.get("global_samples")  # per-layout share taken in train_dataloader
 
 
 def token_datamodule(cfg, plan, data: PreparedData) -> TokenDataModule:

@@ -30,7 +30,7 @@ from llmexp.data.engine import MixCleaning
 from llmexp.data.shards import (
     INDEX_FORMAT, PartWriter, bad_shards, iter_part_texts, open_shard, run_tasks, shard_done,
 )
-from llmexp.data.sources import DataError, iter_documents, source_fingerprint, source_name
+from llmexp.data.sources import DataError, source_fingerprint, source_name
 from llmexp.data.split import StreamSplit
 from llmexp.data.tokens import entropy_of_counts, token_dtype, windows
 from llmexp.io import atomic_write_text, cache_root

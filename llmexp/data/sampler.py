@@ -140,7 +140,13 @@ class Mixture:
 
 
 class MixtureSampler(Sampler):
-    """This rank's share of the global stream from local sample `start`: (source, window) pairs."""
+    """This rank's share of the global stream from local sample `start`: (source, window) pairs.
+
+    Its length is the whole run's share, `start + length`, while iteration begins at `start`:
+    Lightning restores how many batches of the (single, run-long) epoch were done from the
+    checkpoint and ends the epoch when that count reaches len(dataloader). A length of only
+    what is left would end the epoch early after a resume, and the next epoch would replay the
+    stream from `start` (llmexp issue 12)."""
 
     CHUNK = 4096
 
@@ -156,11 +162,12 @@ class MixtureSampler(Sampler):
             yield from zip(src.tolist(), window.tolist())
 
     def __len__(self) -> int:
-        return self.length
+        return self.start + self.length
 
 
 class ResumableSampler(MixtureSampler):
-    """The one-source case: window indices of a single stream of n_windows windows."""
+    """The one-source case: indices into n_windows items (windows, or post-training examples),
+    a fresh permutation each pass over them."""
 
     def __init__(self, n_windows: int, seed: int, start: int, length: int, rank: int = 0, world_size: int = 1):
         super().__init__(Mixture([n_windows], [1.0], seed), start, length, rank, world_size)

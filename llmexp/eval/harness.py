@@ -14,7 +14,7 @@ import lightning as L
 from llmexp.config.schema import Config, EvalConfig
 from llmexp.eval import TASKS_DIR
 from llmexp.io import atomic_write_text
-from llmexp.rundir import config_dict, flatten, resolve_run_dir, write_run_files
+from llmexp.rundir import config_dict, flatten, run_dir_of, write_run_files
 from llmexp.tracking import wandb_online
 
 
@@ -99,7 +99,7 @@ def run_eval(cfg: Config, plan, argv: list[str]) -> dict[str, Any]:
     from llmexp.interop.load import load_model
     from llmexp.parallel.strategy import resolve_accelerator
 
-    run_dir, _ = resolve_run_dir(cfg)
+    run_dir = run_dir_of(cfg)
     meta = write_run_files(cfg, run_dir, plan, argv)
     started = time.perf_counter()
     e = cfg.eval

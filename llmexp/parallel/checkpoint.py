@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llmexp.artifacts import META, is_checkpoint, is_distributed_checkpoint
+from llmexp.artifacts import META, is_distributed_checkpoint
 
 
 def _optimizer_by_ids(state: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def consolidate(folder: str | os.PathLike, out_file: str | os.PathLike) -> Path:
         raw_path = Path(tmp) / "raw.pt"
         dcp_to_torch_save(folder, raw_path)  # gathers every shard into full tensors, no process group
         raw = torch.load(raw_path, map_location="cpu", weights_only=True)
-    checkpoint = torch.load(folder / META, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(folder / META, map_location="cpu", weights_only=True)
     checkpoint["state_dict"] = raw.pop("state_dict")
     optimizers = sorted(k for k in raw if k.startswith("optimizer_"))
     checkpoint["optimizer_states"] = [_optimizer_by_ids(raw[k]) for k in optimizers]

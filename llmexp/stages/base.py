@@ -12,6 +12,7 @@ import torch
 from llmexp.config.schema import Config
 from llmexp.models import Llama, LlamaShape
 from llmexp.optim import build_optimizer, lr_multiplier
+from llmexp.outcomes import Diverged
 from llmexp.parallel.checkpoint import PARAM_NAMES, optimizer_param_names, rescale_batch_progress
 from llmexp.parallel.parallelize import build_model, data_parallel_rank_and_size
 from llmexp.plan import Plan
@@ -40,6 +41,7 @@ class StageModule(L.LightningModule):
         self.model: Optional[Llama] = None
         self._last_step_time: Optional[float] = None
         self._tokens_since: int = 0
+        self._step_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
         self.last_val_step: Optional[int] = None
 
     def configure_model(self) -> None:
@@ -57,16 +59,26 @@ class StageModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss, n_tokens = self.loss(batch)
         self._tokens_since += n_tokens * data_parallel_rank_and_size(self.trainer)[1]  # TP ranks share a batch
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.record_step_loss(loss)
         return loss
+
+    def record_step_loss(self, loss: torch.Tensor) -> None:
+        """Stages with their own training_step call this: train/loss is logged per optimizer step."""
+        self._step_losses.append(loss.detach())
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if (batch_idx + 1) % self.trainer.accumulate_grad_batches:
             return
+        # train/loss as torchtitan logs it: the mean over every micro-batch of the step and every
+        # rank (TP ranks hold equal values, so the mean over all ranks is the data-parallel mean).
+        loss = self.trainer.strategy.reduce(torch.stack(self._step_losses).mean(), reduce_op="mean")
+        self._step_losses = []
+        if not torch.isfinite(loss):
+            raise Diverged(self.global_step, "train/loss", float(loss))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         now = time.perf_counter()
-        if self._last_step_time is not None and self.global_step % self.cfg.trainer.log_every == 0:
-            tokens_per_s = self._tokens_since / (now - self._last_step_time)
-            self.log("throughput/tokens_per_s", tokens_per_s, prog_bar=True, on_step=True, on_epoch=False)
+        logging = self.global_step % self.cfg.trainer.log_every == 0
+        if logging:  # the same values whether or not the run resumed just before this step
             self.log("tokens", float(self.global_step * self.plan.tokens_per_step), on_step=True, on_epoch=False)
             # Per-source tokens drawn by the data mixture so far, and the realized shares.
             source_tokens = getattr(getattr(self.trainer, "datamodule", None), "source_tokens", None)
@@ -75,7 +87,10 @@ class StageModule(L.LightningModule):
                 for name, n in drawn.items():
                     self.log(f"data/tokens_{name}", float(n), on_step=True, on_epoch=False)
                     self.log(f"data/share_{name}", n / max(1, sum(drawn.values())), on_step=True, on_epoch=False)
-        if self._last_step_time is None or self.global_step % self.cfg.trainer.log_every == 0:
+        if logging and self._last_step_time is not None:  # timing: from the second step of a process on
+            tokens_per_s = self._tokens_since / (now - self._last_step_time)
+            self.log("throughput/tokens_per_s", tokens_per_s, prog_bar=True, on_step=True, on_epoch=False)
+        if self._last_step_time is None or logging:
             self._last_step_time, self._tokens_since = now, 0
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -103,9 +118,11 @@ class StageModule(L.LightningModule):
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         max_norm = self.cfg.optimizer.grad_clip or float("inf")
         norm = torch.nn.utils.clip_grad_norm_([p for p in self.parameters() if p.requires_grad], max_norm)
+        if hasattr(norm, "full_tensor"):  # FSDP2/TP: a DTensor, already reduced over the mesh
+            norm = norm.full_tensor()
+        if not torch.isfinite(norm):  # before the optimizer step: the weights are still the last good ones
+            raise Diverged(self.global_step + 1, "train/grad_norm", float(norm))
         if self.global_step % self.cfg.trainer.log_every == 0:
-            if hasattr(norm, "full_tensor"):  # FSDP2/TP: a DTensor, already reduced over the mesh
-                norm = norm.full_tensor()
             self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -96,7 +96,7 @@ class DPOModule(PostTrainModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, chosen, rejected = self.step(batch)
         self._tokens_since += int(batch["tokens"].numel()) * data_parallel_rank_and_size(self.trainer)[1]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.record_step_loss(loss)
         self.log_metrics("train", {f"rewards/{k}": v for k, v in preference_metrics(chosen, rejected).items()})
         return loss
 

@@ -9,19 +9,20 @@ import json
 import random
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from llmexp.checkpoints import load_checkpoint, model_state_dict
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config
 from llmexp.data.chat import IGNORE, TEMPLATES, Skipped, read_records, stop_id
+from llmexp.data.resume import ResumableDataModule
+from llmexp.data.sampler import ResumableSampler
 from llmexp.data.sources import DataError
 from llmexp.generate import generate
 from llmexp.models import Llama, LlamaShape
@@ -211,51 +212,32 @@ def require_examples(train: list, val: list, unit: str, skipped: Skipped) -> Non
                         f"({skipped.describe()}): check the dataset, stage.truncation and trainer.seq_len")
 
 
-class EpochSampler(Sampler[int]):
-    """Endless shuffled epochs (seed + epoch), split across ranks; starts after `start`
-    samples of this rank, so a resumed run continues the same order."""
+class ExampleDataModule(ResumableDataModule):
+    """Examples in a fresh permutation each pass (seed, pass), split across data-parallel ranks:
+    the same resumable stream as pretraining's windows (llmexp/data/sampler.py)."""
 
-    def __init__(self, n: int, seed: int, start: int = 0, rank: int = 0, world_size: int = 1):
-        self.n, self.seed, self.start, self.rank, self.world = n, seed, start, rank, world_size
-
-    def __iter__(self) -> Iterator[int]:
-        i, order, epoch = self.start, None, -1
-        while True:
-            g = i * self.world + self.rank
-            e, k = divmod(g, self.n)
-            if e != epoch:
-                order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + e)).tolist()
-                epoch = e
-            yield order[k]
-            i += 1
-
-
-class ExampleDataModule(L.LightningDataModule):
-    def __init__(self, data: PostTrainData, micro_batch_size: int, seed: int, num_workers: int = 0):
+    def __init__(self, data: PostTrainData, micro_batch_size: int, seed: int, total_micro_batches: int,
+                 num_workers: int = 0):
         super().__init__()
         self.data, self.micro, self.seed, self.num_workers = data, micro_batch_size, seed, num_workers
-        self.resume_samples = 0
+        self.total_micro_batches = total_micro_batches  # per rank, for the whole run
 
     def train_dataloader(self) -> DataLoader:
-        # Data-parallel rank: every rank of a tensor-parallel group must read the same batch.
-        sampler = EpochSampler(len(self.data.train), self.seed, self.resume_samples,
-                               *data_parallel_rank_and_size(self.trainer))
+        dp_rank, dp_size = data_parallel_rank_and_size(self.trainer)  # TP ranks read the same batches
+        start = self.resume_start(dp_size)
+        sampler = ResumableSampler(len(self.data.train), self.seed, start=start,
+                                   length=max(0, self.total_micro_batches * self.micro - start),
+                                   rank=dp_rank, world_size=dp_size)
         return DataLoader(self.data.train, batch_size=self.micro, sampler=sampler, collate_fn=self.data.collate,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.data.val, batch_size=self.micro, shuffle=False, collate_fn=self.data.collate)
 
-    def state_dict(self) -> dict[str, Any]:
-        t = self.trainer
-        return {"consumed_samples": t.global_step * t.accumulate_grad_batches * self.micro}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.resume_samples = int(state["consumed_samples"])
-
 
 def example_datamodule(cfg: Config, plan, data: PostTrainData) -> ExampleDataModule:
-    return ExampleDataModule(data, cfg.trainer.micro_batch_size, cfg.trainer.seed, cfg.trainer.num_workers)
+    return ExampleDataModule(data, cfg.trainer.micro_batch_size, cfg.trainer.seed,
+                             plan.steps * plan.grad_accumulation, cfg.trainer.num_workers)
 
 
 def template_of(cfg: Config):

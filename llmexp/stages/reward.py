@@ -60,7 +60,7 @@ class RewardModule(PostTrainModule):
         chosen, rejected = self.forward_pairs(batch)
         loss = -F.logsigmoid(chosen - rejected).mean()
         self._tokens_since += int(batch["tokens"].numel()) * data_parallel_rank_and_size(self.trainer)[1]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        self.record_step_loss(loss)
         self.log_metrics("train", preference_metrics(chosen, rejected))
         return loss
 

@@ -45,7 +45,8 @@ def rows(sweep: SweepFile, state: SweepState) -> list[dict[str, Any]]:
 
 
 def best_run(sweep: SweepFile, state: SweepState) -> Optional[RunRecord]:
-    finished = [r for r in ranked(sweep, state) if r.state == "finished" and r.last(sweep.metric) is not None]
+    finished = [r for r in ranked(sweep, state) if r.state == "finished" and r.last(sweep.metric) is not None
+                and math.isfinite(r.last(sweep.metric))]  # a NaN never wins (a diverged run also exits 3: failed)
     return finished[0] if finished else None
 
 

@@ -33,7 +33,7 @@ if args.get("fail"):
     print("planted failure", file=sys.stderr)
     sys.exit(3)
 x, steps, delay = float(args.get("x", 1.0)), int(args.get("steps", 6)), float(args.get("delay", 0.05))
-loss = lambda s: (x - 1.0) ** 2 + 1.0 + 2.0 / (s + 1)
+loss = lambda s: (x - 1.0) ** 2 + 1.0 + 2.0 / (s + 1) + (float("nan") if args.get("nan") and s > 1 else 0.0)
 path = run_dir / "metrics.csv"
 done = max(0, len(path.read_text().splitlines()) - 1) if path.exists() else 0
 with path.open("a") as f:
@@ -43,6 +43,9 @@ with path.open("a") as f:
         f.write(f"{s},{loss(s)}\\n")
         f.flush()
         time.sleep(delay)
+if args.get("nan"):  # as llmexp ends a run whose loss turned non-finite
+    (run_dir / "summary.json").write_text(json.dumps({"status": "diverged", "steps": 2}))
+    sys.exit(3)
 (run_dir / "summary.json").write_text(json.dumps({"status": "finished", "val_loss": loss(steps - 1)}))
 '''
 

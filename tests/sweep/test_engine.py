@@ -177,3 +177,13 @@ def test_rerun_after_the_driver_was_killed_continues_the_sweep(fake_sweep, tmp_p
     assert len((Path(interrupted.run_dir) / "invocations").read_text().splitlines()) == 2
     assert [row["_step"] for row in interrupted.history] == list(range(8))  # continued, not restarted twice
     assert state.runs[0].attempts == 1
+
+
+def test_a_diverged_run_is_failed_and_never_picked_as_best(fake_sweep, tmp_path):
+    path = fake_sweep("grid", {"x": {"values": [1.0, 2.0]}, "nan": {"values": [True, False]}, "delay": {"value": 0.0}})
+    sweep, state, sweep_dir = run(path, tmp_path)
+    states = {(r.params["x"], r.params["nan"]): r.state for r in state.runs}
+    assert states == {(1.0, True): "failed", (2.0, True): "failed", (1.0, False): "finished", (2.0, False): "finished"}
+    assert "exit code 3" in next(r.error for r in state.runs if r.params["nan"])
+    best = (sweep_dir / "best.txt").read_text()
+    assert "x=1.0" in best and "nan=false" in best.lower() and "nan=true" not in best.lower()

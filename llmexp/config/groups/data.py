@@ -134,6 +134,7 @@ def check_data(d: DataConfig) -> None:
         found = os.path.exists(pattern) or bool(glob.glob(pattern, recursive=True))
         require(found, f"{key}.path", src.path, "no such file, folder or glob match")
     in_range("data.val_fraction", d.val_fraction, 0.0, 0.5, low_open=True, high_open=True)
+    require(0 <= d.split_seed < 2**32, "data.split_seed", d.split_seed, "must be in [0, 2^32)")
     positive("data.shard_bytes", d.shard_bytes)
     positive("data.num_proc", d.num_proc)
     _check_engine(d)

@@ -24,7 +24,6 @@ class OptimizerConfig:
 
 def check_optimizer(o: OptimizerConfig) -> None:
     positive("optimizer.lr", o.lr)
-    require(o.lr < 10.0, "optimizer.lr", o.lr, "must be < 10 (a learning rate that large diverges at the first step)")
     require(
         len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas), "optimizer.betas", o.betas,
         "two values in [0, 1)",

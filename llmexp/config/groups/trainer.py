@@ -20,7 +20,8 @@ class TrainerConfig:
     log_every: int = 10
     val_every: int = 100  # optimizer steps between validations
     val_batches: int = 20
-    checkpoint_every: int = 100  # optimizer steps between checkpoints of last.ckpt
+    checkpoint_every: int = 100  # optimizer steps between checkpoints (step-N.ckpt; last.ckpt links the newest)
+    keep_checkpoints: int = 2  # step-N.ckpt files kept: a corrupt newest one falls back to the one before
     num_workers: int = 0
     seed: int = 1234
 
@@ -33,7 +34,7 @@ def check_trainer(t: TrainerConfig) -> None:
     positive("trainer.seq_len", t.seq_len, optional=True)
     positive("trainer.micro_batch_size", t.micro_batch_size)
     positive("trainer.global_batch_size", t.global_batch_size)
-    for key in ("log_every", "val_every", "val_batches", "checkpoint_every"):
+    for key in ("log_every", "val_every", "val_batches", "checkpoint_every", "keep_checkpoints"):
         positive(f"trainer.{key}", getattr(t, key))
     require(t.num_workers >= 0, "trainer.num_workers", t.num_workers, "must be >= 0")
-    require(0 <= t.seed < 2**32, "trainer.seed", t.seed, "must be in [0, 2**32) (numpy and torch seeds)")
+    require(0 <= t.seed < 2**32, "trainer.seed", t.seed, "must be in [0, 2^32)")

@@ -1,0 +1,242 @@
+"""Run integrity at the seams (issue 12), as a user meets it on the command line: a run killed
+with SIGKILL at any step (during a checkpoint save too) or stopped by SIGTERM, then rerun with
+the same command, ends exactly where an uninterrupted run does, across several passes over
+its data, with the same metrics.csv; a diverging run stops with its own status and exit code.
+
+The training data is a few hundred tokens, so one pass over it (a data epoch) takes a few
+steps and every run here crosses several of them."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO, run_cli
+
+MODEL = ["model.name=micro", "model.n_layers=2", "model.d_model=64", "model.n_heads=4", "model.n_kv_heads=4",
+         "model.ffn_dim=176", "model.max_seq_len=64", "tokenizer.vocab_size=300"]
+STEPS = 24
+TRAIN = ["trainer=debug", "trainer.seq_len=32", "trainer.micro_batch_size=2", "trainer.global_batch_size=4",
+         f"trainer.max_steps={STEPS}", "trainer.checkpoint_every=2", "trainer.log_every=1", "trainer.val_every=6",
+         "trainer.val_batches=2", "parallelism.precision=32", "optimizer.warmup_steps=4"]
+DDP = ["parallelism=ddp", "trainer.devices=2"]
+TIMING_COLUMNS = {"throughput/tokens_per_s"}
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """~40 short documents: ~10 training windows of 32 tokens, one data epoch every ~3 steps."""
+    rng = random.Random(0)
+    words = "the a cat dog sat ran on under mat log red blue big small".split()
+    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
+    with path.open("w") as f:
+        for _ in range(40):
+            f.write(json.dumps({"text": " ".join(rng.choice(words) for _ in range(rng.randint(6, 14))) + "."}) + "\n")
+    return path
+
+
+def pretrain(corpus: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [*MODEL, *TRAIN, "data=jsonl", f"data.sources.0.path={corpus}", "data.val_fraction=0.2",
+            f"run_dir={run_dir}", *extra]
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")["global_step"]
+    except (FileNotFoundError, RuntimeError, EOFError, KeyError):
+        return -1
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "llmexp", *args], cwd=REPO, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def interrupt(args: list[str], run_dir: Path, at_step: int, sig: int = signal.SIGKILL, during_save: bool = False) -> int:
+    """Start the run, send `sig` once its last.ckpt reached `at_step` (or while a checkpoint is
+    being written), wait for it to end; the step of the checkpoint it left."""
+    proc = start(args)
+    checkpoints = run_dir / "checkpoints"
+    deadline = time.time() + 300
+    while proc.poll() is None:
+        assert time.time() < deadline, "the run neither reached the step nor ended"
+        if during_save and any(checkpoints.glob(".*.tmp")):
+            break
+        if not during_save and checkpoint_step(checkpoints / "last.ckpt") >= at_step:
+            break
+        time.sleep(0.01 if during_save else 0.1)
+    os.killpg(proc.pid, sig)  # the whole session: ddp's worker processes too
+    _, stderr = proc.communicate(timeout=120)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    return checkpoint_step(checkpoints / "last.ckpt")
+
+
+def metrics_rows(run_dir: Path) -> list[dict]:
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
+
+
+def assert_same_run(straight: Path, resumed: Path) -> None:
+    a, b = metrics_rows(straight), metrics_rows(resumed)
+    assert [r["step"] for r in b] == [r["step"] for r in a]  # same labels, no repeated rows
+    for row_a, row_b in zip(a, b):
+        for key, value in row_a.items():
+            if value and key not in ("step", "epoch"):
+                assert float(row_b[key]) == pytest.approx(float(value), abs=1e-5), (row_a["step"], key)
+            else:
+                assert row_b[key] == value, (row_a["step"], key)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (straight, resumed))
+    assert sb["status"] == sa["status"] == "finished"
+    assert sb["steps"] == sa["steps"] == STEPS
+    assert sb["val_loss"] == pytest.approx(sa["val_loss"], abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def straight(corpus, tmp_path_factory) -> Path:
+    """The uninterrupted pretraining run the interrupted ones are compared with."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    result = run_cli(*pretrain(corpus, run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "is repeated" in result.stdout  # the run makes several passes over its data
+    return run_dir
+
+
+def test_pretraining_killed_anywhere_then_rerun_equals_the_uninterrupted_run(corpus, straight, tmp_path):
+    killed = tmp_path / "killed"
+    args = pretrain(corpus, killed, "trainer.checkpoint_every=6")  # on validation steps (val_every=6)
+    stops = [interrupt(args, killed, 6)]
+    # As if the kill came between that checkpoint and the end of its step's validation.
+    rows = [r for r in metrics_rows(killed) if not (r["val/loss"] and int(r["step"]) >= stops[0] - 1)]
+    with (killed / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    stops.append(interrupt(args, killed, 0, during_save=True))
+    assert stops[0] >= 6 and stops[1] >= stops[0]
+    result = run_cli(*args)  # the same command again, to the end
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(straight, killed)
+
+
+def test_sigterm_saves_then_the_rerun_equals_the_uninterrupted_run(corpus, straight, tmp_path):
+    stopped = tmp_path / "stopped"
+    args = pretrain(corpus, stopped, "trainer.checkpoint_every=50")  # no interval checkpoint: SIGTERM's is the one
+    proc = start(args)
+    deadline = time.time() + 300
+    while "train/loss" not in (stopped / "metrics.csv").read_text() if (stopped / "metrics.csv").is_file() else True:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-2000:]
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith("llmexp: stopped by SIGTERM at step") and "rerun the same command" in line
+    summary = json.loads((stopped / "summary.json").read_text())
+    step = checkpoint_step(stopped / "checkpoints" / "last.ckpt")
+    assert summary["status"] == "preempted" and 0 < summary["steps"] == step < STEPS
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(straight, stopped)
+
+
+def test_a_diverging_run_stops_with_its_own_status_and_exit_code(corpus, tmp_path):
+    run_dir = tmp_path / "nan"
+    result = run_cli(*pretrain(corpus, run_dir, "optimizer.lr=1e6", "optimizer.warmup_steps=0",
+                               "optimizer.grad_clip=null"))
+    assert result.returncode == 3, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("llmexp: training diverged:") and "at step" in line and "checkpoint" in line
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["steps"] < STEPS
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("override, key", [("optimizer.lr=inf", "optimizer.lr"), ("optimizer.lr=nan", "optimizer.lr"),
+                                           ("model.init_std=inf", "model.init_std"), ("trainer.seed=-1", "trainer.seed"),
+                                           ("trainer.keep_checkpoints=0", "trainer.keep_checkpoints")])
+def test_values_that_cannot_train_are_refused_in_one_line(override, key):
+    result = run_cli("trainer=debug", override, "dry_run=true")
+    assert result.returncode == 2 and result.stderr.strip().startswith(f"llmexp: error: {key}=")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_second_writer_is_refused_and_a_corrupt_last_checkpoint_falls_back(corpus, tmp_path):
+    run_dir = tmp_path / "run"
+    args = pretrain(corpus, run_dir, "trainer.max_steps=6")
+    assert run_cli(*args).returncode == 0
+    checkpoints = run_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("step-*.ckpt")) == ["step-00000004.ckpt", "step-00000006.ckpt"]
+    (checkpoints / ".last.ckpt.abc.tmp").write_bytes(b"half a checkpoint")  # a kill mid-save
+    (checkpoints / "last.ckpt").write_bytes((checkpoints / "last.ckpt").read_bytes()[:1000])  # truncated
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from llmexp.rundir import lock_run_dir; h = lock_run_dir(Path(sys.argv[1])); "
+                               "print('locked', flush=True); time.sleep(600)", str(run_dir)],
+                              cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"  # another llmexp process holds the folder
+        second = run_cli(*args[:-1], "trainer.max_steps=8")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert second.returncode == 2 and "in use by another llmexp process" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    result = run_cli(*args[:-1], "trainer.max_steps=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "last.ckpt is unreadable (truncated or corrupt); resuming from step-00000006.ckpt" in result.stderr
+    assert not list(checkpoints.glob(".*.tmp"))
+    assert checkpoint_step(checkpoints / "last.ckpt") == 8
+
+
+def killed_and_rerun_equals_straight(straight_args: list[str], killed_args: list[str], killed: Path, straight: Path) -> None:
+    result = run_cli(*straight_args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rng = random.Random(12)
+    stops = [interrupt(killed_args, killed, rng.randint(2, 8)), interrupt(killed_args, killed, 0, during_save=True),
+             interrupt(killed_args, killed, rng.randint(12, 18))]
+    assert stops == sorted(stops) and stops[-1] < STEPS
+    result = run_cli(*killed_args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(straight, killed)
+
+
+@pytest.mark.slow
+def test_ddp_pretraining_killed_three_times_equals_the_uninterrupted_run(corpus, tmp_path):
+    ddp, killed = tmp_path / "straight", tmp_path / "killed"
+    killed_and_rerun_equals_straight(pretrain(corpus, ddp, *DDP), pretrain(corpus, killed, *DDP), killed, ddp)
+
+
+@pytest.fixture(scope="module")
+def chats(tmp_path_factory) -> Path:
+    """14 short conversations: with 2 x 2 per step, a pass over the training ones every ~3 steps."""
+    path = tmp_path_factory.mktemp("chats") / "chats.jsonl"
+    rng = random.Random(1)
+    with path.open("w") as f:
+        for i in range(14):
+            letters = rng.sample("abcdefgh", 4)
+            f.write(json.dumps({"messages": [{"role": "user", "content": "sort " + " ".join(letters)},
+                                             {"role": "assistant", "content": " ".join(sorted(letters))}]}) + "\n")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", [[], DDP], ids=["single", "ddp"])
+def test_sft_killed_three_times_equals_the_uninterrupted_run(corpus, chats, tmp_path, layout):
+    base = tmp_path / "base"
+    assert run_cli(*pretrain(corpus, base, "trainer.max_steps=4")).returncode == 0
+
+    def sft(run_dir: Path) -> list[str]:
+        return [*TRAIN, "stage=sft", f"init_from={base}", f"stage.dataset={chats}", "stage.val_fraction=0.15",
+                "stage.truncation=right", "trainer.seq_len=64", f"run_dir={run_dir}", *layout]
+    killed_and_rerun_equals_straight(sft(tmp_path / "straight"), sft(tmp_path / "killed"), tmp_path / "killed",
+                                     tmp_path / "straight")
