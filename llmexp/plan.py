@@ -121,6 +121,7 @@ class Plan:
     mfu: float
     estimated_seconds: float
     warnings: List[str] = field(default_factory=list)
+    on_cpu: bool = False  # trainer.accelerator=cpu: the estimate (priced on `accelerator`) is not this run's
     params_trainable: Optional[int] = None  # what the optimizer updates (LoRA adapters, heads); None: all
 
     @property
@@ -206,6 +207,7 @@ def derive(cfg: Config) -> Plan:
         mfu=p.mfu,
         estimated_seconds=seconds,
         warnings=warnings,
+        on_cpu=t.accelerator == "cpu",
         params_trainable=trainable_params(cfg, params),
     )
 
@@ -317,11 +319,18 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
         *([f"    fsdp gathered {mem.gathered / GiB:>17.2f} GiB  (blocks all-gathered in flight)"] if mem.gathered else []),
         f"    activations   {mem.activations / GiB:>17.2f} GiB  without checkpointing, "
         f"{mem.activations_checkpointed / GiB:.2f} GiB with",
-        f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at {plan.mfu:.0%} MFU"
-        f"  ({plan.estimated_seconds * plan.world_size / 3600:,.0f} {plan.accelerator}-hours)",
+        _time_line(plan),
     ]
     lines += [f"  warning: {w}" for w in plan.warnings]
     return "\n".join(lines)
+
+
+def _time_line(plan: Plan) -> str:
+    if plan.on_cpu:  # FLOP-rate estimates price accelerators; a CPU's rate varies too much to guess
+        return (f"  time estimate   {'none on the CPU':>20}  (this run is on the CPU; on {plan.world_size} x "
+                f"{plan.accelerator} at {plan.mfu:.0%} MFU it would take {_duration(plan.estimated_seconds)})")
+    return (f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at "
+            f"{plan.mfu:.0%} MFU  ({plan.estimated_seconds * plan.world_size / 3600:,.0f} {plan.accelerator}-hours)")
 
 
 def _replica_bytes(cfg: Config) -> float:
