@@ -393,8 +393,21 @@ def _check_clean(key: str, c) -> None:
     _positive(f"{key}.near_dedup_ngram", c.near_dedup_ngram)
 
 
+OPTIMIZERS = ("adamw", "sgd", "adafactor")
+# Keys one update rule reads and the others would ignore: set away from their default, refused.
+OPTIMIZER_ONLY = {"betas": ("adamw",), "eps": ("adamw",), "momentum": ("sgd",), "nesterov": ("sgd",),
+                  "fused": ("adamw", "sgd")}
+
+
 def _check_optimizer(cfg: Config) -> None:
     o = cfg.optimizer
+    _one_of("optimizer.name", o.name, OPTIMIZERS)
+    defaults = type(o)()
+    for key, users in OPTIMIZER_ONLY.items():
+        _require(o.name in users or getattr(o, key) == getattr(defaults, key), f"optimizer.{key}", getattr(o, key),
+                 f"has no effect with optimizer.name={o.name} (only {', '.join(users)} reads it): remove it")
+    _require(0.0 <= o.momentum < 1.0, "optimizer.momentum", o.momentum, "must be in [0, 1)")
+    _require(not o.nesterov or o.momentum > 0, "optimizer.nesterov", True, "needs optimizer.momentum > 0")
     _positive("optimizer.lr", o.lr)
     _require(
         len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas), "optimizer.betas", o.betas,
@@ -437,6 +450,7 @@ def _check_parallelism(cfg: Config) -> None:
         _require(p.tensor_parallel_size >= 1 and world % p.tensor_parallel_size == 0, "parallelism.tensor_parallel_size",
                  p.tensor_parallel_size, f"must divide trainer.devices x num_nodes = {world}")
     layout = layout_of(cfg)
+    _refuse_idle_parallelism_keys(cfg, layout.strategy)
     if layout.tp > 1:
         m, tp = cfg.model, layout.tp
         key = "parallelism.tensor_parallel_size" if p.strategy == "fsdp_tp" else "trainer.devices"
@@ -451,6 +465,20 @@ def _check_parallelism(cfg: Config) -> None:
         f"must be a multiple of micro_batch_size x data-parallel degree = {t.micro_batch_size} x {layout.dp} "
         f"({layout.strategy}: dp {layout.dp} x tp {layout.tp} = {layout.world} devices)",
     )
+
+
+# Keys only some layouts read: set away from their default under another layout, refused
+# (the strategy named is the resolved one: parallelism=auto picks it by size).
+LAYOUT_ONLY = {"reshard_after_forward": ("fsdp", "fsdp_tp"), "meta_init": ("fsdp", "tp", "fsdp_tp"),
+               "distributed_checkpoint": ("fsdp", "tp", "fsdp_tp"), "deepspeed_stage": ("deepspeed",)}
+
+
+def _refuse_idle_parallelism_keys(cfg: Config, strategy: str) -> None:
+    p, defaults = cfg.parallelism, type(cfg.parallelism)()
+    for key, users in LAYOUT_ONLY.items():
+        value = getattr(p, key)
+        _require(strategy in users or value == getattr(defaults, key), f"parallelism.{key}", value,
+                 f"has no effect under strategy {strategy} (only {', '.join(users)}): remove it or choose one of those")
 
 
 def _check_trainer(cfg: Config) -> None:

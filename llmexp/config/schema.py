@@ -100,12 +100,16 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "adamw"
+    """The update rule (torch.optim) and its learning-rate schedule (llmexp/optim.py)."""
+
+    name: str = "adamw"  # adamw | sgd (with momentum) | adafactor (Shazeer & Stern 2018, torch.optim)
     lr: float = 3e-4
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
-    eps: float = 1e-8
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])  # adamw only
+    eps: float = 1e-8  # adamw only
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
     weight_decay: float = 0.1  # applied to matrices only: never to norms, biases, embeddings
-    fused: Optional[bool] = None  # None: fused kernels where the device supports them
+    fused: Optional[bool] = None  # adamw, sgd: None: fused kernels where the device supports them
     grad_clip: Optional[float] = 1.0
     schedule: str = "cosine"  # cosine | linear | constant | wsd
     warmup_steps: int = 0
