@@ -5,6 +5,7 @@ import glob
 import os
 import re
 import string
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
@@ -72,8 +73,55 @@ def check_rules(cfg: Config) -> None:
         _require(_is_checkpoint(cfg.init_from) or _planned(cfg.init_from) is not None, "init_from", cfg.init_from,
                  "needs a .ckpt file, an llmexp run folder with checkpoints/last.ckpt, or a transformers "
                  "folder (config.json + *.safetensors)")
+        _check_checkpoint_file("init_from", cfg.init_from)
     if cfg.resume is not None:
         _require(os.path.exists(os.path.expanduser(cfg.resume)), "resume", cfg.resume, "no such checkpoint or run folder")
+        _check_checkpoint_file("resume", cfg.resume)
+    _check_environment(cfg)
+
+
+# What the environment must give a run, checked without importing torch: a writable folder for
+# the run, a GPU when one is asked for by name, checkpoint files torch can read.
+def _check_checkpoint_file(key: str, path: str) -> None:
+    """torch.save writes a zip archive (torch >= 1.6): a text file, a raw pickle or a file cut
+    short by a kill fails here (zipfile reads the archive's end record) instead of deep in torch.load."""
+    path = os.path.expanduser(path)
+    if os.path.isfile(path):
+        _require(zipfile.is_zipfile(path), key, path,
+                 "is not a torch checkpoint (a zip archive written by torch.save): it is truncated or of another format")
+
+
+def _check_environment(cfg: Config) -> None:
+    for key in ("run_dir", "out_dir"):
+        if getattr(cfg, key) is not None:
+            _check_writable_folder(key, getattr(cfg, key))
+    if cfg.trainer.accelerator == "gpu" and not cfg.dry_run:
+        _require(gpu_present(), "trainer.accelerator", "gpu",
+                 "no GPU is visible on this machine (no NVIDIA or ROCm device, or CUDA_VISIBLE_DEVICES hides them): "
+                 "use trainer.accelerator=cpu or auto")
+
+
+def _check_writable_folder(key: str, folder: str) -> None:
+    path = os.path.abspath(os.path.expanduser(folder))
+    _require(not os.path.exists(path) or os.path.isdir(path), key, folder, "exists and is not a folder: name a folder")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    _require(os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK) and not _virtual_fs(existing), key, folder,
+             f"cannot be created or written here ({existing} is not a writable folder): choose another folder")
+
+
+def _virtual_fs(path: str) -> bool:
+    """/proc and /sys accept no run folders, whatever os.access says to root."""
+    return os.path.realpath(path).split(os.sep)[1:2] in (["proc"], ["sys"], ["dev"])
+
+
+def gpu_present() -> bool:
+    """A CUDA or ROCm device node exists and CUDA_VISIBLE_DEVICES does not hide every device."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/kfd")
 
 
 # Stages that start from a trained model: init_from is required, and its saved config decides
@@ -323,8 +371,10 @@ def _check_tokenizer(cfg: Config) -> None:
     t = cfg.tokenizer
     _one_of("tokenizer.kind", t.kind, ("bpe", "tiktoken", "hf"))
     if t.kind == "hf":  # a transformers folder's tokenizer: its special tokens are its own
-        _require(os.path.isfile(os.path.join(os.path.expanduser(t.name), "tokenizer.json")), "tokenizer.name",
-                 t.name, "kind=hf needs a transformers folder with tokenizer.json")
+        from llmexp.hf_config import hf_tokenizer_problem
+
+        problem = hf_tokenizer_problem(t.name)
+        _require(problem is None, "tokenizer.name", t.name, f"kind=hf needs a transformers folder with a supported tokenizer: {problem}")
         return
     _require(len(set(t.special_tokens)) == len(t.special_tokens), "tokenizer.special_tokens", t.special_tokens, "must be unique")
     _require("<|endoftext|>" in t.special_tokens, "tokenizer.special_tokens", t.special_tokens, "must include <|endoftext|>")
