@@ -33,3 +33,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def checkpoint_file_problem(path: str | os.PathLike) -> Optional[str]:
+    """Why `path` is no checkpoint torch can load (None: it looks like one). torch.save writes a
+    zip archive (torch >= 1.6): a text file, a raw pickle or a file cut short by a kill is caught
+    here from the archive's end record, without importing torch."""
+    import zipfile
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return None if path.is_dir() else f"{path}: no such file"
+    if not zipfile.is_zipfile(path):
+        return f"{path} is not a torch checkpoint (a zip archive written by torch.save): it is truncated or of another format"
+    return None

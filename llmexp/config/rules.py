@@ -5,13 +5,13 @@ import glob
 import os
 import re
 import string
-import zipfile
 from pathlib import Path
 from typing import Iterable
 
 from llmexp.accelerators import ACCELERATORS
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import STAGE_SCHEMAS, Config, TokenizerConfig
+from llmexp.io import checkpoint_file_problem
 
 TIKTOKEN_VOCAB = {"gpt2": 50257, "cl100k_base": 100277, "o200k_base": 200019}
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "deepspeed")
@@ -83,12 +83,8 @@ def check_rules(cfg: Config) -> None:
 # What the environment must give a run, checked without importing torch: a writable folder for
 # the run, a GPU when one is asked for by name, checkpoint files torch can read.
 def _check_checkpoint_file(key: str, path: str) -> None:
-    """torch.save writes a zip archive (torch >= 1.6): a text file, a raw pickle or a file cut
-    short by a kill fails here (zipfile reads the archive's end record) instead of deep in torch.load."""
-    path = os.path.expanduser(path)
-    if os.path.isfile(path):
-        _require(zipfile.is_zipfile(path), key, path,
-                 "is not a torch checkpoint (a zip archive written by torch.save): it is truncated or of another format")
+    problem = checkpoint_file_problem(path)
+    _require(problem is None, key, path, f"{problem}: give a checkpoint llmexp wrote (or a run folder)")
 
 
 def _check_environment(cfg: Config) -> None:
