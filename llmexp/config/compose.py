@@ -64,6 +64,11 @@ def compose_dictconfig(
 
     dirs = [Path(d).expanduser().resolve() for d in config_dirs]
     primary = Path(config_path).expanduser().resolve() if config_path else conf_dir()
+    for flag, folder in [*(("--config-dir", d) for d in dirs), ("--config-path", primary)]:
+        if not folder.is_dir():
+            raise ConfigError(flag, str(folder), "no such folder")
+    if not (primary / f"{config_name}.yaml").is_file():
+        raise ConfigError("--config-name", config_name, f"no {config_name}.yaml in {primary}")
     composed = _compose(list(overrides), dirs, primary, config_name)
     choices = dict(composed.hydra.runtime.choices)
     extra = recipe_overrides(list(overrides), choices, [*dirs, primary, conf_dir()],

@@ -25,8 +25,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--include_path" not in args and not any(a.startswith("--include_path=") for a in args):
         args += ["--include_path", str(TASKS_DIR)]
-    if "--verbosity" not in args and not any(a.startswith("--verbosity=") for a in args):
-        args += ["--verbosity", "WARNING"]  # a quiet console: results and errors, not lm-eval's INFO log
+    os.environ.setdefault("LMEVAL_LOG_LEVEL", "WARNING")  # a quiet console: results and errors, not lm-eval's INFO log
     sys.argv = ["lm_eval", *args]
     try:
         cli_evaluate()
