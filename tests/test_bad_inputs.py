@@ -112,7 +112,7 @@ CASES = [
     (["prepare", "--config-dir", "/no/such", "data=embedded"], "--config-dir='/no/such'"),
     # llmexp export
     (["export"], "the following arguments are required"),
-    (["export", "/no/such/run", "{tmp}"], "no such file"),
+    (["export", "/no/such/run", "{tmp}"], "not a .ckpt"),
     (["export", "{bad}/text.txt", "{tmp}"], "is not a torch checkpoint"),
     (["export", "{bad}/truncated.ckpt", "{tmp}"], "is not a torch checkpoint"),
     (["export", "{bad}/pickle.ckpt", "{tmp}"], "is not a torch checkpoint"),
