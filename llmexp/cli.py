@@ -47,6 +47,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args, unknown = parser.parse_known_intermixed_args(argv)  # `model=125m --cfg job dry_run=true`
     if unknown:
         _error(f"unknown option {unknown[0]!r}")
+    modes = [flag for flag in ("run", "multirun", "cfg", "info", "shell_completion") if getattr(args, flag)]
+    if len(modes) > 1:  # Hydra's own check, which raises a traceback
+        _error(f"only one of --run, --multirun, --cfg, --info and --shell-completion can be given, not {' and '.join(modes)}")
     return args
 
 

@@ -53,6 +53,7 @@ CASES = [
     # Hydra's flags and the command line itself
     (["--frobnicate"], "unknown option '--frobnicate'"),
     (["--info", "nope"], "invalid choice"),
+    (["-m", "--cfg", "job", "model=7b,13b"], "only one of --run, --multirun, --cfg"),
     (["--cfg", "job", "model=nope"], "model='nope'"),
     (["--cfg", "all", "trainer.max_steps=abc"], "expected int"),
     (["--info", "config", "optimizer=lamb"], "optimizer='lamb'"),
@@ -244,3 +245,17 @@ def test_time_to_first_error_line(bad, tmp_path):
         assert first.startswith("llmexp: error: model='nope'") and proc.returncode == 2
     print(f"time to first error line: {sorted(times)[1]:.2f} s")
     assert sorted(times)[1] < 4.0  # goal 2 s on a quiet machine; the CI's cores are shared
+
+
+def test_console_is_quiet_and_names_the_device(tmp_path):
+    """A short run's console: the plan, the data report, one training bar, validation lines and the
+    summary; none of Lightning's notices or third-party warnings; the CPU run's estimate says CPU."""
+    result = subprocess.run([sys.executable, "-m", "llmexp", "trainer=debug", "trainer.max_steps=2", f"run_dir={tmp_path / 'run'}"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    for noise in ("GPU available", "TPU available", "litlogger", "LeafSpec", "weights_only", "Automatic Mixed Precision",
+                  "Validation DataLoader", "warnings.warn("):
+        assert noise not in console, noise
+    assert "none on the CPU" in result.stdout and "x h100 at" not in result.stdout.split("time estimate")[1].split("\n")[0][:25]
+    assert "validation loss" in result.stdout and "run folder" in result.stdout

@@ -200,3 +200,26 @@ def test_hydra_run_dir_is_the_run_folder():
     from llmexp.config.compose import compose_dictconfig
 
     assert compose_dictconfig(["hydra.run.dir=/tmp/llmexp-x/${model.name}"]).run_dir == "/tmp/llmexp-x/tiny"
+
+
+def _optuna_args(tmp_path: Path) -> list[str]:
+    return ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "optimizer.lr=interval(0.001,0.01)",
+            "trainer=debug", "trainer.max_steps=2", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+
+
+def test_optuna_sweeper_plugin_is_found(tmp_path):
+    """Hydra's Optuna sweeper (optional extra `optuna`) composes with llmexp's config."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    result = subprocess.run([sys.executable, "-m", "llmexp", "hydra/sweeper=optuna", "--cfg", "hydra"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0 and "OptunaSweeper" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_optuna_sweeper_trains_and_minimises_val_loss(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    result = subprocess.run([sys.executable, "-m", "llmexp", *_optuna_args(tmp_path)], capture_output=True, text=True,
+                            timeout=600, cwd=tmp_path, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Best value" in result.stdout + result.stderr
+    assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
