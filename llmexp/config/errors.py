@@ -33,4 +33,7 @@ class OneLineParser(argparse.ArgumentParser):
         super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        fail(f"{message} (see {self.prog} --help)", self.prog)
+        name = self.prog.removeprefix("python -m ")
+        if "." in name.split()[0]:  # `python -m llmexp.scaling plan` reports as llmexp.scaling, like its other errors
+            name = name.split()[0]
+        fail(f"{message} (see {self.prog} --help)", name)
