@@ -26,13 +26,13 @@ ACCELERATORS = {
 }
 
 
-def nvidia_gpu_present() -> bool:
-    """Whether this machine shows an NVIDIA GPU to this process, asked of the driver's /proc
-    entries rather than torch, so the validate pass stays free of torch (CUDA_VISIBLE_DEVICES=""
-    or "-1" hides them, as it does from CUDA)."""
+def gpu_present() -> bool:
+    """A CUDA or ROCm device node exists and CUDA_VISIBLE_DEVICES does not hide every device:
+    asked of the device files rather than torch, so the validate pass stays free of torch."""
+    import glob
     import os
 
-    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
         return False
-    gpus = "/proc/driver/nvidia/gpus"
-    return os.path.isdir(gpus) and bool(os.listdir(gpus))
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/kfd")

@@ -1,12 +1,15 @@
 """Lower pass: validated Config + Plan + prepared data -> LightningModule, DataModule, Trainer."""
 from __future__ import annotations
 
+import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 from llmexp.callbacks import AtomicCheckpointIO, LossPlot, Preemption, ResumedValidation
 from llmexp.config.schema import Config
@@ -39,7 +42,7 @@ def build(
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min",
                         save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
         LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", getattr(data, "val_unigram_entropy", None)),
-        TQDMProgressBar(refresh_rate=max(1, plan.grad_accumulation)),
+        TrainingBar(refresh_rate=max(1, plan.grad_accumulation)),
         Preemption(checkpoints / "last.ckpt"),
     ]
     loggers = build_loggers(cfg, run_dir, flat_config)
@@ -71,13 +74,48 @@ def build(
 
 
 def quiet_lightning_warnings() -> None:
-    """Warnings that do not apply to llmexp's setup (it resumes mid-epoch exactly, and its
-    streams are one long epoch by design)."""
+    """A quiet console (the plan, the data report, one progress bar, validation lines, the
+    summary): warnings and notices that do not apply to llmexp's setup are filtered where they
+    are emitted. llmexp resumes mid-epoch exactly, its streams are one long epoch by design, its
+    plan names the device and precision, and its summary says why training stopped."""
     for pattern in (
         r".*resuming from a checkpoint that ended before the epoch ended.*",
         r".*does not have many workers.*",
         r".*Experiment logs directory .* exists and is not empty.*",
         r".*Checkpoint directory .* exists and is not empty.*",
         r".*The number of training batches .* is smaller than the logging interval.*",
+        r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's _pytree on torch >= 2.9
     ):
         warnings.filterwarnings("ignore", message=pattern)
+    warnings.formatwarning = _one_line_warning
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
+        source = logging.getLogger(name)
+        if not any(isinstance(f, _LightningNotices) for f in source.filters):
+            source.addFilter(_LightningNotices())
+
+
+class TrainingBar(TQDMProgressBar):
+    """One progress bar, the training one: validation prints its own line (`step N: validation
+    loss`), so its bars would only repeat that line on the console."""
+
+    def init_validation_tqdm(self):
+        return Tqdm(disable=True)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line, without Python's echo of the source line that raised it."""
+    return f"{category.__name__}: {message} ({os.path.basename(filename)}:{lineno})\n"
+
+
+class _LightningNotices(logging.Filter):
+    """Lightning's start-up notices: hardware availability (the plan names the device), the AMP
+    choice (the plan names the precision), the LitLogger advert, why fit stopped, and the note that
+    a checkpoint save includes the full training state (`weights_only` of *saving*: llmexp loads
+    with weights_only=True, llmexp/checkpoints.py)."""
+
+    NOTICES = ("GPU available:", "TPU available:", "HPU available:", "IPU available:", "💡 Tip:",
+               "Automatic Mixed Precision (AMP)", "`Trainer.fit` stopped:", "`weights_only` was not set")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not any(notice in text for notice in self.NOTICES)

@@ -1,113 +1,113 @@
 """`python -m llmexp` / `llmexp`: compose -> validate -> derive -> (print plan | build -> run).
 
-Bad input exits with code 2 and one line on stderr, before torch or Lightning are imported.
+The command line is Hydra's: arguments are read by Hydra's own parser (`hydra._internal.utils.
+get_args_parser`, the one `@hydra.main` uses), and everything that is Hydra's job — `--help`,
+`--hydra-help`, `--cfg`, `--info`, `--shell-completion`, `--multirun` — is handed to a real
+`@hydra.main` application (llmexp/multirun.py). A plain run takes the fast path: compose,
+validate, plan and train without Hydra's output folders, so bad input exits with code 2 and one
+line on stderr before torch or Lightning are imported.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
+import signal
 import sys
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from llmexp.config.errors import fail
+from llmexp.multirun import search_of
 
 # `llmexp <subcommand> ...`: tools beside the run itself; each module has `main(argv)`.
+# tests/test_cli_contract.py runs every one of them.
 SUBCOMMANDS = {
     "prepare": ("llmexp.data.cli", "tokenize a data mix into cached shards once, for many runs"),
     "export": ("llmexp.interop.cli", "write a run's checkpoint as a Hugging Face transformers folder"),
-    "sweep": ("llmexp.sweep.cli", "run a W&B sweep file offline on W&B's own sweep engine"),
+    "sweep": ("llmexp.sweep.__main__", "run a W&B sweep file offline on W&B's own sweep engine"),
     "scaling": ("llmexp.scaling.cli", "plan, run and fit scaling-law studies"),
+    "lm-eval": ("llmexp.eval.__main__", "lm-eval's own CLI with --model llmexp and llmexp's offline tasks"),
 }
 
-USAGE = """usage: python -m llmexp [--config-dir DIR] [--cfg] [-m] [key=value ...]
-       python -m llmexp {prepare,export,sweep,scaling} ...   (each has --help)
-
-Compose conf/ with Hydra overrides, validate, plan, and train (or print the plan).
-
-  python -m llmexp                                  the embedded default (tiny model, CPU, offline)
-  python -m llmexp model=7b dry_run=true            the plan of a 7B run; dry_run=json for tools
-  python -m llmexp model=125m optimizer=adamw_wsd trainer.max_steps=2000
-  python -m llmexp --config-dir ./my_conf model=my_model
-  python -m llmexp -m model=tiny optimizer.lr=1e-3,3e-3   a Hydra multirun (launchers: hydra/launcher=...)
-
-groups: model tokenizer data optimizer parallelism stage trainer logger plan experiment (see conf/)
-options:
-  --config-dir DIR, -cd DIR   add DIR to the config search path (repeatable)
-  --cfg                       print the composed, validated config and exit
-  -m, --multirun              run every combination of comma-separated overrides via Hydra
-  -h, --help                  this text
-"""
+# Flags whose work is Hydra's: the command goes to the @hydra.main application.
+HYDRA_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "multirun", "experimental_rerun")
+CFG_CHOICES = ("job", "hydra", "all")
 
 
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="llmexp", add_help=False, usage=USAGE)
-    parser.add_argument("-h", "--help", action="store_true")
-    parser.add_argument("--config-dir", "-cd", action="append", default=[])
-    parser.add_argument("--cfg", action="store_true")
-    parser.add_argument("-m", "--multirun", action="store_true")
-    parser.add_argument("overrides", nargs="*")
-    args, unknown = parser.parse_known_args(argv)
+def _error(message: str) -> NoReturn:
+    fail(f"{message}; see python -m llmexp --help")
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Hydra's parser, without argparse's prefix matching (`-c job` is --cfg, never --config-dir)."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.prog = "llmexp"
+    parser.allow_abbrev = False
+    parser.error = _error  # one line, exit 2, like every other bad input
+    args, unknown = parser.parse_known_intermixed_args(argv)  # `model=125m --cfg job dry_run=true`
     if unknown:
-        fail(f"unknown option {unknown[0]!r}: see python -m llmexp --help")
+        _error(f"unknown option {unknown[0]!r}")
+    modes = [flag for flag in ("run", "multirun", "cfg", "info", "shell_completion") if getattr(args, flag)]
+    if len(modes) > 1:  # Hydra's own check, which raises a traceback
+        _error(f"only one of --run, --multirun, --cfg, --info and --shell-completion can be given, not {' and '.join(modes)}")
     return args
 
 
+def _bare_cfg(argv: Sequence[str]) -> list[str]:
+    """A bare `--cfg` (llmexp before Hydra's CLI) means `--cfg job`."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg in ("--cfg", "-c") and (i + 1 == len(out) or out[i + 1] not in CFG_CHOICES):
+            out.insert(i + 1, "job")
+            break
+    return out
+
+
+def run_subcommand(name: str, argv: Sequence[str]) -> None:
+    code = importlib.import_module(SUBCOMMANDS[name][0]).main(list(argv))
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    if argv is None:  # a command line: `llmexp ... | head` ends quietly when the reader leaves, as `cat` does
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = list(sys.argv[1:] if argv is None else argv)
     from llmexp.sweep.overrides import agent_overrides
 
     argv = agent_overrides(argv)  # under a W&B sweep agent: values Hydra would misread, repaired
     if argv and argv[0] in SUBCOMMANDS:
-        import importlib
-
-        importlib.import_module(SUBCOMMANDS[argv[0]][0]).main(argv[1:])
+        run_subcommand(argv[0], argv[1:])
         return
-    args = _parse(argv)
-    if args.help:
-        print(USAGE)
-        return
-    if args.multirun:
-        from llmexp.multirun import multirun
+    argv = _bare_cfg(argv)
+    args = parse_args(argv)
+    if any(getattr(args, flag) for flag in HYDRA_FLAGS):
+        from llmexp.multirun import hydra_app
 
-        multirun(args.overrides, args.config_dir)
+        flags = list(argv)
+        for override in args.overrides:
+            flags.remove(override)
+        hydra_app(args, [*flags, *args.overrides])  # Hydra's parser wants the overrides last
         return
+    run_once(args)
 
-    from llmexp.api import compose, derive
+
+def run_once(args: argparse.Namespace) -> None:
+    from llmexp.api import derive
+    from llmexp.config.compose import compose_dictconfig
     from llmexp.config.errors import ConfigError
+    from llmexp.config.validate import validate
 
+    search, sources = search_of(args), {}
     try:
-        cfg = compose(args.overrides, args.config_dir)
+        cfg = validate(compose_dictconfig(args.overrides, sources=sources, **search))
         plan = derive(cfg)
     except ConfigError as err:
         fail(str(err))
-    if cfg.pipeline:  # an experiment/ chain: every step is planned before the first one runs
-        from llmexp.data.sources import DataError
-        from llmexp.pipeline import pipeline_main
-        from llmexp.run import PreflightError
+    from llmexp.dispatch import dispatch
 
-        from llmexp.execute import exit_stopped
-        from llmexp.outcomes import RunStopped
+    dispatch(cfg, plan, args.overrides, search["config_dirs"], sources)
 
-        try:
-            pipeline_main(cfg, args.overrides, args.config_dir)
-        except (ConfigError, PreflightError, DataError) as err:
-            fail(str(err))
-        except RunStopped as stop:  # a step diverged or was preempted
-            exit_stopped(stop)
-        return
-    if args.cfg:
-        from omegaconf import OmegaConf
-
-        print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-        return
-    if cfg.dry_run == "json":
-        print(json.dumps(plan.to_dict(), indent=2))
-        return
-    if cfg.dry_run:
-        from llmexp.plan import format_plan
-
-        print(format_plan(plan))
-        return
-    from llmexp.execute import execute
-
-    execute(cfg, plan, argv)
+if __name__ == "__main__":
+    main()

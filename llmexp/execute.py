@@ -7,6 +7,7 @@ so the runtime never reaches up into the evaluation code.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -39,6 +40,16 @@ def run_config(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:
     return run(cfg, plan, list(argv), extra_callbacks=in_training_eval)
 
 
+def environment_message(err: OSError) -> str:
+    """One line for an OSError a run met: what failed and what to do (LLMEXP_DEBUG=1: the traceback)."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+    if isinstance(err, ConnectionError) or "connection" in type(err).__name__.lower() or "resolve" in first.lower():
+        return (f"a download failed ({first}): this machine looks offline; use offline options "
+                "(eval=smoke, tokenizer=bpe or cl100k_base, local data) or fill the caches (HF_HOME, TIKTOKEN_CACHE_DIR) first")
+    where = f" {err.filename}" if getattr(err, "filename", None) else ""
+    return f"cannot read or write{where}: {err.strerror or first}; check the path, its permissions and free disk space"
+
+
 def execute(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:
     """`run_config` for the command line: user-caused failures exit 2 with one line."""
     try:
@@ -47,6 +58,10 @@ def execute(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:
         fail(str(err))
     except RunStopped as stop:
         exit_stopped(stop)
+    except OSError as err:  # the environment: a download offline, a full disk, a folder not writable
+        if os.environ.get("LLMEXP_DEBUG"):
+            raise
+        fail(environment_message(err))
     except KeyboardInterrupt:
         print("llmexp: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
         raise SystemExit(130)

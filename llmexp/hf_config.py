@@ -71,3 +71,23 @@ def hf_model_fields(config: dict[str, Any]) -> dict[str, Any]:
         "tie_embeddings": bool(config.get("tie_word_embeddings", False)),
         "vocab_size": config["vocab_size"],
     }
+
+
+def hf_tokenizer_problem(folder: str | os.PathLike) -> str | None:
+    """Why llmexp cannot convert `folder`'s tokenizer (None: it can try), from tokenizer.json
+    alone: validation refuses these before any run starts; the conversion itself
+    (llmexp/tokenizers/hf.py) checks the rest, ids included."""
+    path = os.path.join(os.path.expanduser(str(folder)), "tokenizer.json")
+    if not os.path.isfile(path):
+        return f"{folder} has no tokenizer.json (llmexp reads fast byte-level BPE tokenizers only)"
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        return f"{path} is not readable JSON ({err})"
+    kind = (data.get("model") or {}).get("type")
+    if kind != "BPE":
+        return f"{path}: a {kind} tokenizer; llmexp converts byte-level BPE only"
+    if data.get("normalizer") is not None:
+        return f"{path}: has a normalizer, which tiktoken cannot apply"
+    return None

@@ -51,3 +51,16 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def checkpoint_file_problem(path: str | os.PathLike) -> Optional[str]:
+    """Why the file `path` is no checkpoint torch can load (None: it looks like one, or it is no
+    file: a folder, or not there yet, is for the caller to judge). torch.save writes a
+    zip archive (torch >= 1.6): a text file, a raw pickle or a file cut short by a kill is caught
+    here from the archive's end record, without importing torch."""
+    import zipfile
+
+    path = Path(path).expanduser()
+    if path.is_file() and not zipfile.is_zipfile(path):
+        return f"{path} is not a torch checkpoint (a zip archive written by torch.save): it is truncated or of another format"
+    return None

@@ -1,32 +1,92 @@
-"""`python -m llmexp -m ...`: Hydra's own multirun, so its sweepers and launchers (basic,
-joblib, submitit for SLURM job arrays) run llmexp jobs. Each job validates, plans and runs
-like a single run; its run folder is Hydra's job output folder."""
+"""llmexp as a `@hydra.main` application: everything on the command line that is Hydra's job.
+
+`--help` (groups and options), `--hydra-help`, `--cfg job|hydra|all` with `--package` and
+`--resolve`, `--info`, `--shell-completion`, and `-m/--multirun` with Hydra's sweepers and
+launchers (basic, joblib, submitit for SLURM job arrays, optuna where installed) are Hydra's own
+code paths. Each multirun job composes its overrides the way a single run does (llmexp/config/
+compose.py: the user's choices beat the recipe), writes into Hydra's job folder unless it names
+a run_dir, and goes through the same dispatch: `dry_run` prints its plan and trains nothing.
+"""
 from __future__ import annotations
 
+import argparse
 import sys
-from typing import Sequence
+from typing import Optional, Sequence
 
-from llmexp.config.compose import PRIMARY_CONFIG, conf_dir, register_schema
+from llmexp.config.compose import PRIMARY_CONFIG, compose_dictconfig, conf_dir, register_schema
+from llmexp.config.errors import ConfigError, fail
+from llmexp.config.validate import validate
 
 
-def multirun(overrides: Sequence[str], config_dirs: Sequence[str]) -> None:
+def search_of(args: argparse.Namespace) -> dict:
+    """Where Hydra looks for configs, from --config-dir/--config-path/--config-name."""
+    search = {"config_dirs": [args.config_dir] if args.config_dir else []}
+    if args.config_path:
+        search["config_path"] = args.config_path
+    if args.config_name:
+        search["config_name"] = args.config_name
+    return search
+
+
+def hydra_app(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """Run `argv` through a real @hydra.main app; bad overrides fail first with one line."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
+    search = search_of(args)
+    extra = check_overrides(args, search)
     register_schema()
 
     @hydra.main(config_path=str(conf_dir()), config_name=PRIMARY_CONFIG, version_base="1.3")
-    def job(composed: DictConfig) -> float:
-        from llmexp.execute import execute
-        from llmexp.config.validate import validate
+    def job(_: DictConfig) -> Optional[float]:
+        from llmexp.dispatch import dispatch
         from llmexp.plan import derive
 
-        composed.run_dir = composed.run_dir or HydraConfig.get().runtime.output_dir
-        cfg = validate(composed)
-        summary = execute(cfg, derive(cfg), list(HydraConfig.get().overrides.task))
-        return summary["val_loss"]  # what Hydra's optimizing sweepers (optuna, nevergrad) minimise
+        overrides = list(HydraConfig.get().overrides.task)
+        if not any(o.lstrip("+").startswith("run_dir=") for o in overrides):
+            overrides.append(f"run_dir={HydraConfig.get().runtime.output_dir}")
+        sources: dict = {}
+        try:
+            cfg = validate(compose_dictconfig(overrides, sources=sources, **search))
+            plan = derive(cfg)
+        except ConfigError as err:
+            fail(str(err))
+        summary = dispatch(cfg, plan, overrides, search["config_dirs"], sources)
+        return summary["val_loss"] if summary else None  # what optimizing sweepers (optuna) minimise
 
-    searchpath = [f"hydra.searchpath=[{','.join('file://' + d for d in config_dirs)}]"] if config_dirs else []
-    sys.argv = [sys.argv[0], "--multirun", *overrides, *searchpath]
+    sys.argv = [sys.argv[0] or "llmexp", *argv, *extra]
     job()
+
+
+def check_overrides(args: argparse.Namespace, search: dict) -> list[str]:
+    """Validate what Hydra would run before handing over, so a bad value is one line and exit 2
+    (Hydra's own report is two lines and exit 1). A multirun with the basic sweeper has every
+    job validated; another sweeper's search space (optuna's ranges) is its own to check.
+    Returns the overrides that make the user's choices beat the recipe (for --cfg)."""
+    if args.shell_completion or args.hydra_help or args.experimental_rerun:
+        return []
+    try:
+        if not args.multirun:
+            extra: list[str] = []
+            validate(compose_dictconfig(args.overrides, precedence=extra, **search))
+            return extra
+        for job_overrides in _basic_sweep(args.overrides):
+            validate(compose_dictconfig(job_overrides, **search))
+    except ConfigError as err:
+        fail(str(err))
+    return []
+
+
+def _basic_sweep(overrides: Sequence[str]) -> list[list[str]]:
+    """Every job of the basic sweeper's grid; none when another sweeper is chosen."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if any(o.startswith("hydra/sweeper=") and o != "hydra/sweeper=basic" for o in overrides):
+        return []
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("hydra")])
+    except Exception as err:  # Hydra's OverrideParseException: the override's syntax
+        raise ConfigError("override", " ".join(overrides), f"not valid Hydra override syntax: {str(err).splitlines()[0]}") from None
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]

@@ -1,4 +1,5 @@
-"""AdamW with decoupled weight decay on matrices only, and the learning-rate schedules."""
+"""The update rule (AdamW, SGD with momentum, Adafactor; all torch.optim) with weight decay on
+matrices only, and the learning-rate schedules."""
 from __future__ import annotations
 
 import math
@@ -23,10 +24,13 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig, device_type: str) -> torch.optim.Optimizer:
     """`device_type` "cuda"/"cpu" allows fused kernels (when cfg.fused is null); anything else not."""
+    groups = param_groups(model, cfg.weight_decay)
+    if cfg.name == "adafactor":  # decoupled, lr-scaled weight decay as in AdamW; no fused kernel
+        return torch.optim.Adafactor(groups, lr=cfg.lr)
     fused = cfg.fused if cfg.fused is not None else device_type in ("cuda", "cpu")
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=fused
-    )
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, fused=fused)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, fused=fused)
 
 
 def lr_multiplier(step: int, total_steps: int, cfg: OptimizerConfig) -> float:

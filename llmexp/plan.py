@@ -94,6 +94,13 @@ class Memory:
         return self.weights + self.gradients + self.optimizer + acts + self.gathered
 
 
+# fp32 values of optimizer state per parameter. Adafactor keeps one row and one column vector
+# per matrix (factored second moment): negligible next to N, counted as 0.
+OPTIMIZER_STATES = {"adamw": lambda o: 2, "sgd": lambda o: 1 if o.momentum else 0, "adafactor": lambda o: 0}
+OPTIMIZER_STATE_TEXT = {"adamw": "AdamW, 2 fp32 moments", "sgd": "SGD, 1 fp32 momentum buffer",
+                        "adafactor": "Adafactor, factored second moment"}
+
+
 @dataclass
 class Plan:
     model: str
@@ -121,6 +128,8 @@ class Plan:
     mfu: float
     estimated_seconds: float
     warnings: List[str] = field(default_factory=list)
+    optimizer: str = OPTIMIZER_STATE_TEXT["adamw"]  # what the optimizer memory holds
+    on_cpu: bool = False  # trainer.accelerator=cpu: the estimate (priced on `accelerator`) is not this run's
     params_trainable: Optional[int] = None  # what the optimizer updates (LoRA adapters, heads); None: all
 
     @property
@@ -206,6 +215,8 @@ def derive(cfg: Config) -> Plan:
         mfu=p.mfu,
         estimated_seconds=seconds,
         warnings=warnings,
+        optimizer=OPTIMIZER_STATE_TEXT[cfg.optimizer.name],
+        on_cpu=t.accelerator == "cpu",
         params_trainable=trainable_params(cfg, params),
     )
 
@@ -268,7 +279,7 @@ def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optio
     return Memory(
         weights=0.0 if offload else n * weight_bytes,
         gradients=0.0 if offload else n * weight_bytes,
-        optimizer=0.0 if offload else n * 2 * weight_bytes,
+        optimizer=0.0 if offload else n * OPTIMIZER_STATES[cfg.optimizer.name](cfg.optimizer) * weight_bytes,
         activations=full,
         activations_checkpointed=checkpointed,
         activation_checkpointing=cfg.parallelism.activation_checkpointing,
@@ -313,15 +324,22 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
         f"  memory/device   {mem.total / GiB:>17.2f} GiB  ({plan.strategy}, precision {plan.precision}, activation checkpointing {ckpt})",
         f"    weights       {mem.weights / GiB:>17.2f} GiB",
         f"    gradients     {mem.gradients / GiB:>17.2f} GiB",
-        f"    optimizer     {mem.optimizer / GiB:>17.2f} GiB  (AdamW, 2 fp32 moments)",
+        f"    optimizer     {mem.optimizer / GiB:>17.2f} GiB  ({plan.optimizer})",
         *([f"    fsdp gathered {mem.gathered / GiB:>17.2f} GiB  (blocks all-gathered in flight)"] if mem.gathered else []),
         f"    activations   {mem.activations / GiB:>17.2f} GiB  without checkpointing, "
         f"{mem.activations_checkpointed / GiB:.2f} GiB with",
-        f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at {plan.mfu:.0%} MFU"
-        f"  ({plan.estimated_seconds * plan.world_size / 3600:,.0f} {plan.accelerator}-hours)",
+        _time_line(plan),
     ]
     lines += [f"  warning: {w}" for w in plan.warnings]
     return "\n".join(lines)
+
+
+def _time_line(plan: Plan) -> str:
+    if plan.on_cpu:  # FLOP-rate estimates price accelerators; a CPU's rate varies too much to guess
+        return (f"  time estimate   {'none on the CPU':>20}  (this run is on the CPU; on {plan.world_size} x "
+                f"{plan.accelerator} at {plan.mfu:.0%} MFU it would take {_duration(plan.estimated_seconds)})")
+    return (f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at "
+            f"{plan.mfu:.0%} MFU  ({plan.estimated_seconds * plan.world_size / 3600:,.0f} {plan.accelerator}-hours)")
 
 
 def _replica_bytes(cfg: Config) -> float:

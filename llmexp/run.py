@@ -34,6 +34,9 @@ def preflight(plan: Plan, accelerator: str) -> None:
     if accelerator == "gpu":
         import torch
 
+        if not torch.cuda.is_available():  # a device node without a usable CUDA (a CPU-only torch build)
+            raise PreflightError("trainer.accelerator=gpu: torch sees no CUDA device here "
+                                 f"(torch {torch.__version__}): use trainer.accelerator=cpu or a CUDA build of torch")
         have = min(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
         device = torch.cuda.get_device_name(0)
     else:

@@ -32,7 +32,7 @@ BAD = [
     (["optimizer.betas=[0.9]"], "optimizer.betas=[0.9]", "two values"),
     (["optimizer.min_lr_ratio=2"], "optimizer.min_lr_ratio=2", "[0, 1]"),
     (["optimizer.weight_decay=-0.1"], "optimizer.weight_decay=-0.1", ">= 0"),
-    (["optimizer=sgd"], "optimizer='sgd'", "allowed: adamw"),
+    (["optimizer=lamb"], "optimizer='lamb'", "allowed: adafactor, adamw"),
     (["parallelism.precision=fp8"], "parallelism.precision='fp8'", "bf16-mixed"),
     (["parallelism.strategy=megatron"], "parallelism.strategy='megatron'", "allowed: auto, single, ddp"),
     (["parallelism=single", "trainer.devices=2", "trainer.global_batch_size=32"], "parallelism.strategy='single'", "use ddp"),

@@ -39,3 +39,39 @@ def test_no_weight_decay_on_norms_and_embeddings():
     assert all(id(p) not in decayed for n, p in model.named_parameters() if "norm" in n)
     assert id(model.layers[0].attention.wq.weight) in decayed
     assert len(decay["params"]) + len(no_decay["params"]) == len({id(p) for p in model.parameters()})
+
+
+@pytest.mark.parametrize("name,kind", [("adamw", "AdamW"), ("sgd", "SGD"), ("adafactor", "Adafactor")])
+def test_optimizer_name_is_the_update_rule_and_it_learns(name, kind):
+    """optimizer.name picks torch.optim's rule (not a label); each lowers a tiny model's loss."""
+    import torch
+
+    from llmexp.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = Llama(LlamaShape(vocab_size=64, n_layers=1, d_model=32, n_heads=2, n_kv_heads=2, ffn_dim=64, max_seq_len=16))
+    lr = {"adamw": 3e-3, "sgd": 0.3, "adafactor": 3e-2}[name]
+    opt = build_optimizer(model, OptimizerConfig(name=name, lr=lr, weight_decay=0.0), "cpu")
+    assert type(opt).__name__ == kind
+    if name == "sgd":
+        assert opt.defaults["momentum"] == 0.9
+    tokens = torch.randint(0, 64, (4, 16), generator=torch.Generator().manual_seed(1))
+
+    def loss() -> torch.Tensor:
+        logits = model(tokens[:, :-1])
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, 64), tokens[:, 1:].reshape(-1))
+
+    first = loss().item()
+    for _ in range(20):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    assert loss().item() < first - 0.5, (name, first, loss().item())
+
+
+def test_the_plan_counts_each_rules_state():
+    import llmexp
+
+    adamw, sgd, adafactor = (llmexp.derive(llmexp.compose([f"optimizer={n}", "trainer.max_steps=10"])).memory.optimizer
+                             for n in ("adamw", "sgd", "adafactor"))
+    assert adamw == 2 * sgd and adafactor == 0

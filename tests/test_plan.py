@@ -23,10 +23,37 @@ def test_chinchilla_budget_is_20_tokens_per_parameter_and_says_so():
 
 
 def test_whichever_budget_is_reached_first_wins():
-    cfg = llmexp.compose(["trainer.max_steps=10"])  # the tiny recipe also sets max_tokens
+    cfg = llmexp.compose(["trainer.max_steps=10", "trainer.max_tokens=491520"])
     plan = llmexp.derive(cfg)
     assert plan.steps == 10 and "max_steps" in plan.budget_source
-    assert llmexp.derive(llmexp.compose(["trainer.max_steps=100000"])).steps == math.ceil(491520 / 4096)
+    both = llmexp.compose(["trainer.max_steps=100000", "trainer.max_tokens=491520"])
+    assert llmexp.derive(both).steps == math.ceil(491520 / 4096)
+
+
+def test_typed_budget_beats_the_recipes():
+    """The tiny recipe sets max_tokens; a typed max_steps replaces it instead of racing it."""
+    cfg = llmexp.compose(["trainer.max_steps=500"])
+    assert cfg.trainer.max_tokens is None and llmexp.derive(cfg).steps == 500
+    assert llmexp.compose(["trainer.max_tokens=8192"]).trainer.max_steps is None
+
+
+def test_typed_group_beats_the_recipes_batch():
+    """`trainer=debug` typed: its batch sizes, not the tiny recipe's 16 x 16."""
+    cfg = llmexp.compose(["trainer=debug"])
+    assert (cfg.trainer.micro_batch_size, cfg.trainer.global_batch_size, cfg.trainer.max_steps) == (4, 8, 20)
+    assert cfg.trainer.max_tokens is None
+    assert cfg.optimizer.lr == 3e-3  # the recipe's lr stays: the optimizer group was not typed
+    assert llmexp.compose([]).trainer.micro_batch_size == 16  # nothing typed: the recipe's
+
+
+def test_plan_says_where_budget_and_batch_came_from():
+    from llmexp.config.compose import compose_dictconfig
+
+    sources: dict = {}
+    compose_dictconfig(["trainer=debug", "trainer.max_steps=7"], sources=sources)
+    assert sources["trainer.max_steps"] == "7 (command line)"
+    assert sources["trainer.micro_batch_size"] == "4 (trainer=debug (command line))"
+    assert sources["optimizer.lr"] == "0.003 (recipe tiny)"
 
 
 def test_flops_per_token_is_6n_plus_attention():

@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from llmexp.config.errors import ConfigError
 from llmexp.config.translate import from_hydra_error
@@ -43,26 +43,63 @@ def conf_dir() -> Path:
 
 
 def compose_dictconfig(
-    overrides: Sequence[str] = (), config_dirs: Iterable[str | os.PathLike] = ()
+    overrides: Sequence[str] = (),
+    config_dirs: Iterable[str | os.PathLike] = (),
+    config_path: str | os.PathLike | None = None,
+    config_name: str = PRIMARY_CONFIG,
+    sources: dict | None = None,
+    precedence: list | None = None,
 ) -> DictConfig:
     """Hydra composition of the primary config with `overrides` (Hydra override syntax).
 
     `config_dirs` are added to Hydra's search path ahead of the shipped conf/, the same as
     `--config-dir` on the command line: a user's `model/my_model.yaml` there becomes
-    `model=my_model`.
+    `model=my_model`; `config_path`/`config_name` replace the primary config folder and file
+    (`--config-path`/`--config-name`). What the user typed beats the recipe (llmexp/config/
+    precedence.py); `sources`, when given, is filled with where each budget/batch value came from,
+    `precedence` with the overrides that rule added.
+    A typed `hydra.run.dir=DIR` is the run folder, as in any Hydra app.
     """
+    from llmexp.config.precedence import recipe_overrides, value_sources
+
+    dirs = [Path(d).expanduser().resolve() for d in config_dirs]
+    primary = Path(config_path).expanduser().resolve() if config_path else conf_dir()
+    for flag, folder in [*(("--config-dir", d) for d in dirs), ("--config-path", primary)]:
+        if not folder.is_dir():
+            raise ConfigError(flag, str(folder), "no such folder")
+    if not (primary / f"{config_name}.yaml").is_file():
+        raise ConfigError("--config-name", config_name, f"no {config_name}.yaml in {primary}")
+    composed = _compose(list(overrides), dirs, primary, config_name)
+    choices = dict(composed.hydra.runtime.choices)
+    extra = recipe_overrides(list(overrides), choices, [*dirs, primary, conf_dir()],
+                             lambda more: _compose([*overrides, *more], dirs, primary, config_name))
+    if precedence is not None:
+        precedence.extend(extra)
+    if extra:
+        composed = _compose([*overrides, *extra], dirs, primary, config_name)
+    if sources is not None:
+        sources.update(value_sources(list(overrides), choices, [*dirs, primary, conf_dir()], composed))
+    if any(o.startswith("hydra.run.dir=") for o in overrides):
+        typed_run_dir = any(o.lstrip("+").startswith("run_dir=") for o in overrides)
+        if typed_run_dir:
+            raise ConfigError("hydra.run.dir", composed.hydra.run.dir, "run_dir is given too: give one of them")
+        composed.run_dir = str(composed.hydra.run.dir)
+    with open_dict(composed):
+        del composed["hydra"]
+    return composed
+
+
+def _compose(overrides: list[str], dirs: list[Path], primary: Path, config_name: str) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    overrides = list(overrides)
-    extra = [f"file://{Path(d).expanduser().resolve()}" for d in config_dirs]
-    if extra:
-        overrides.append("hydra.searchpath=[" + ",".join(extra) + "]")
+    if dirs:
+        overrides = [*overrides, "hydra.searchpath=[" + ",".join(f"file://{d}" for d in dirs) + "]"]
     register_schema()
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return compose(config_name=PRIMARY_CONFIG, overrides=overrides)
+        with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except ConfigError:
         raise
     except Exception as err:  # Hydra raises many types; all mean "bad composition input"

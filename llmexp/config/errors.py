@@ -1,6 +1,7 @@
 """The one error type of the validate pass: it names the key, the bad value and what is allowed."""
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import NoReturn
 
@@ -18,7 +19,21 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def fail(message: str) -> NoReturn:
+def fail(message: str, prog: str = "llmexp") -> NoReturn:
     """How a user-caused error leaves the command line: one line on stderr, exit code 2."""
-    print(f"llmexp: error: {message}", file=sys.stderr)
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
     raise SystemExit(2)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for llmexp's subcommands: a usage error is one line (not argparse's usage block)
+    and options are never prefix-matched (`--c` is not `--count`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        name = self.prog.removeprefix("python -m ")
+        if "." in name.split()[0]:  # `python -m llmexp.scaling plan` reports as llmexp.scaling, like its other errors
+            name = name.split()[0]
+        fail(f"{message} (see {self.prog} --help)", name)

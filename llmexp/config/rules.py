@@ -3,7 +3,9 @@ llmexp/config/groups/, and choices beside their fields. `check_rules` reads noth
 config and the paths it names (plus `planned`: run folders a pipeline will create)."""
 from __future__ import annotations
 
-from llmexp.accelerators import nvidia_gpu_present
+import os
+
+from llmexp.accelerators import gpu_present
 from llmexp.artifacts import PlannedRuns, is_model_source, saved_config
 from llmexp.config.checks import check_choices, require
 from llmexp.config.groups.data import check_data
@@ -16,6 +18,7 @@ from llmexp.config.groups.stage import POST_TRAINING, check_stage, reward_source
 from llmexp.config.groups.tokenizer import check_tokenizer
 from llmexp.config.groups.trainer import check_trainer
 from llmexp.config.schema import Config
+from llmexp.io import checkpoint_file_problem
 from llmexp.plan import layout_of
 
 DRY_RUN = (False, True, "json")
@@ -55,10 +58,43 @@ def check_rules(cfg: Config, planned: PlannedRuns = {}) -> None:
         require(is_model_source(cfg.init_from, planned), "init_from", cfg.init_from,
                 "needs a .ckpt file, an llmexp run folder with checkpoints/last.ckpt, or a transformers "
                 "folder (config.json + *.safetensors)")
+        _check_checkpoint_file("init_from", cfg.init_from)
     if cfg.resume is not None:
-        import os
-
         require(os.path.exists(os.path.expanduser(cfg.resume)), "resume", cfg.resume, "no such checkpoint or run folder")
+        _check_checkpoint_file("resume", cfg.resume)
+    _check_environment(cfg)
+
+
+# What the environment must give a run, checked without importing torch: a writable folder for
+# the run, a GPU when one is asked for by name, checkpoint files torch can read.
+def _check_checkpoint_file(key: str, path: str) -> None:
+    problem = checkpoint_file_problem(path)
+    require(problem is None, key, path, f"{problem}: give a checkpoint llmexp wrote (or a run folder)")
+
+
+def _check_environment(cfg: Config) -> None:
+    for key in ("run_dir", "out_dir"):
+        if getattr(cfg, key) is not None:
+            _check_writable_folder(key, getattr(cfg, key))
+    if cfg.trainer.accelerator == "gpu" and not cfg.dry_run:
+        require(gpu_present(), "trainer.accelerator", "gpu",
+                "no GPU is visible on this machine (no NVIDIA or ROCm device, or CUDA_VISIBLE_DEVICES hides them): "
+                "use trainer.accelerator=cpu or auto")
+
+
+def _check_writable_folder(key: str, folder: str) -> None:
+    path = os.path.abspath(os.path.expanduser(folder))
+    require(not os.path.exists(path) or os.path.isdir(path), key, folder, "exists and is not a folder: name a folder")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    require(os.path.isdir(existing) and os.access(existing, os.W_OK | os.X_OK) and not _virtual_fs(existing), key, folder,
+            f"cannot be created or written here ({existing} is not a writable folder): choose another folder")
+
+
+def _virtual_fs(path: str) -> bool:
+    """/proc and /sys accept no run folders, whatever os.access says to root."""
+    return os.path.realpath(path).split(os.sep)[1:2] in (["proc"], ["sys"], ["dev"])
 
 
 def _check_vocab(cfg: Config) -> None:
@@ -85,6 +121,7 @@ def _check_devices(cfg: Config) -> None:
 def _check_layout(cfg: Config) -> None:
     p, t = cfg.parallelism, cfg.trainer
     layout = layout_of(cfg)
+    _refuse_idle_parallelism_keys(cfg, layout.strategy)
     if layout.tp > 1:
         m, tp = cfg.model, layout.tp
         key = "parallelism.tensor_parallel_size" if p.strategy == "fsdp_tp" else "trainer.devices"
@@ -99,6 +136,20 @@ def _check_layout(cfg: Config) -> None:
         f"must be a multiple of micro_batch_size x data-parallel degree = {t.micro_batch_size} x {layout.dp} "
         f"({layout.strategy}: dp {layout.dp} x tp {layout.tp} = {layout.world} devices)",
     )
+
+
+# Keys only some layouts read: set away from their default under another layout, refused
+# (the strategy named is the resolved one: parallelism=auto picks it by size).
+LAYOUT_ONLY = {"reshard_after_forward": ("fsdp", "fsdp_tp"), "meta_init": ("fsdp", "tp", "fsdp_tp"),
+               "distributed_checkpoint": ("fsdp", "tp", "fsdp_tp"), "deepspeed_stage": ("deepspeed",)}
+
+
+def _refuse_idle_parallelism_keys(cfg: Config, strategy: str) -> None:
+    p, defaults = cfg.parallelism, type(cfg.parallelism)()
+    for key, users in LAYOUT_ONLY.items():
+        value = getattr(p, key)
+        require(strategy in users or value == getattr(defaults, key), f"parallelism.{key}", value,
+                f"has no effect under strategy {strategy} (only {', '.join(users)}): remove it or choose one of those")
 
 
 def _check_sequence(cfg: Config) -> None:
@@ -127,7 +178,7 @@ def _check_post_training(cfg: Config, planned: PlannedRuns) -> None:
         require(s.chat_template != "chatml", "stage.chat_template", s.chat_template,
                 "chatml needs <|im_start|> and <|im_end|> among init_from's tokenizer.special_tokens: use plain")
     if s.lora.quantize is not None:
-        require(t.accelerator == "gpu" or (t.accelerator == "auto" and nvidia_gpu_present()), "stage.lora.quantize",
+        require(t.accelerator == "gpu" or (t.accelerator == "auto" and gpu_present()), "stage.lora.quantize",
                 s.lora.quantize, "4-bit QLoRA needs bitsandbytes on a CUDA GPU: set null on this machine")
         import importlib.util
 

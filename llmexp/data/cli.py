@@ -7,11 +7,12 @@ token counts and bytes per token of each source, and where the shards are. Exit 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from typing import Optional, Sequence
+
+from llmexp.config.errors import OneLineParser, fail
 
 USAGE = """usage: llmexp prepare [--config-dir DIR] [--verify] [--json] [key=value ...]
 
@@ -23,7 +24,7 @@ USAGE = """usage: llmexp prepare [--config-dir DIR] [--verify] [--json] [key=val
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="llmexp prepare", usage=USAGE)
+    parser = OneLineParser(prog="llmexp prepare", usage=USAGE)
     parser.add_argument("--config-dir", "-cd", action="append", default=[])
     parser.add_argument("--verify", action="store_true", help="check every shard's sha256, not only its size")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object at the end")
@@ -45,8 +46,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"llmexp: {submitted}")
         return
     except (ConfigError, DataError) as err:
-        print(f"llmexp: error: {err}", file=sys.stderr)
-        raise SystemExit(2)
+        fail(str(err))
+    except OSError as err:  # the environment: offline downloads, unreadable or unwritable paths
+        fail(f"{err}; check the paths, permissions, free disk space and network access")
     if args.json:
         print(json.dumps(data.summary(), indent=2))
         return

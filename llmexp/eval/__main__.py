@@ -9,8 +9,11 @@ points), so this imports the adapter and then hands every argument to lm-eval's 
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Optional, Sequence
+
+from llmexp.config.errors import ConfigError, fail
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -22,8 +25,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--include_path" not in args and not any(a.startswith("--include_path=") for a in args):
         args += ["--include_path", str(TASKS_DIR)]
+    os.environ.setdefault("LMEVAL_LOG_LEVEL", "WARNING")  # a quiet console: results and errors, not lm-eval's INFO log
     sys.argv = ["lm_eval", *args]
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except (ConfigError, OSError, ValueError, KeyError) as err:  # a bad model path, task name or offline dataset
+        if os.environ.get("LLMEXP_DEBUG"):
+            raise
+        fail(f"{type(err).__name__}: {str(err).strip() or type(err).__name__} (LLMEXP_DEBUG=1 shows the traceback)", "llmexp lm-eval")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from llmexp.checkpoints import checkpoint_path, load_checkpoint, model_state_dict
 from llmexp.hf_config import is_hf_folder
+from llmexp.io import checkpoint_file_problem
 from llmexp.models import Llama
 from llmexp.tokenizers import Tokenizer
 
@@ -37,6 +38,9 @@ def load_model(path: str | os.PathLike, tokenizer: Optional[str | os.PathLike] =
     ckpt = checkpoint_path(path)
     if not ckpt.exists():  # a .ckpt file, or a sharded (fsdp/tp) checkpoint folder
         raise FileNotFoundError(f"{path}: not a .ckpt, an llmexp run folder or a transformers folder")
+    problem = checkpoint_file_problem(ckpt)
+    if problem:
+        raise ValueError(problem)
     checkpoint = load_checkpoint(ckpt)
     config = (checkpoint.get("llmexp") or {}).get("config")
     if config is None:

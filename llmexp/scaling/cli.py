@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from llmexp.config.errors import OneLineParser
 from llmexp.scaling.errors import ScalingError
 from llmexp.scaling.flops import CONVENTIONS
 from llmexp.scaling.isoflop_fit import TOLERANCE
@@ -27,11 +28,6 @@ EXAMPLES = """examples:
   python -m llmexp.scaling fit studies/cpu --target 1e15 --flops 6ND --outliers residual
   python -m llmexp.scaling report studies/cpu --target 1e15
 """
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
-        _fail(f"{message} (see {self.prog} --help)")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -79,9 +75,9 @@ def _vocab(args, fam) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m llmexp.scaling", description="Compute-optimal plans and scaling-law studies.",
+    p = OneLineParser(prog="python -m llmexp.scaling", description="Compute-optimal plans and scaling-law studies.",
                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     def shape_args(q, default_family):
         q.add_argument("--family", default=default_family, help=f"shape family: {', '.join(FAMILIES)} (default %(default)s)")

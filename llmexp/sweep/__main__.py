@@ -1,15 +1,15 @@
 """`python -m llmexp.sweep SWEEP.yaml [--count N] [--dir DIR]`: a W&B sweep file run offline."""
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
+from llmexp.config.errors import OneLineParser
 from llmexp.sweep.errors import SweepError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m llmexp.sweep",
         description="Validate a W&B sweep file against W&B's schema and llmexp's, then run it offline on "
         "W&B's sweep engine (runs one at a time, W&B offline). Run the same command again to continue "

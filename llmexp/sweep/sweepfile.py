@@ -94,8 +94,8 @@ def load_sweep(path: str | Path) -> SweepFile:
     path = Path(path)
     try:
         text = path.read_text()
-    except OSError as err:
-        raise SweepError(f"{path}: cannot read the sweep file ({err.strerror})") from None
+    except (OSError, ValueError) as err:  # ValueError: a path with a NUL byte
+        raise SweepError(f"{path}: cannot read the sweep file ({getattr(err, 'strerror', None) or err})") from None
     try:
         config = yaml.safe_load(text)  # as wandb's load_sweep_config reads it
     except yaml.YAMLError as err:

@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from llmexp.config.errors import ConfigError
 from llmexp.config.schema import TokenizerConfig
+from llmexp.hf_config import hf_tokenizer_problem
 from llmexp.io import atomic_write_bytes, atomic_write_text, cache_root
 from llmexp.tokenizers.bpe import _unicode_to_byte
 from llmexp.tokenizers.kinds import register
@@ -30,22 +32,22 @@ SAMPLE = (
 @register("hf")
 def load_hf_kind(cfg: TokenizerConfig, data_fingerprint: str, training_texts: Callable[[], Iterable[str]]) -> Tokenizer:
     """tokenizer.kind=hf: tokenizer.name is the transformers folder."""
-    return tokenizer_from_hf(cfg.name, cfg.cache_dir)
+    try:
+        return tokenizer_from_hf(cfg.name, cfg.cache_dir)
+    except ValueError as err:  # a tokenizer tiktoken cannot reproduce: the user's choice, one line
+        raise ConfigError("tokenizer.name", cfg.name, str(err)) from None
 
 
 def tokenizer_from_hf(folder: str | os.PathLike, cache_dir: Optional[str] = None) -> Tokenizer:
     """llmexp's (tiktoken) Tokenizer for a transformers folder's byte-level BPE tokenizer.json,
     or ValueError when tiktoken cannot reproduce it (the ids would not match)."""
+    problem = hf_tokenizer_problem(folder)
+    if problem:
+        raise ValueError(problem)
     path = Path(folder).expanduser() / "tokenizer.json"
-    if not path.is_file():
-        raise ValueError(f"{folder} has no tokenizer.json (llmexp reads fast byte-level BPE tokenizers only)")
     raw = path.read_bytes()
     data = json.loads(raw)
-    model = data.get("model") or {}
-    if model.get("type") != "BPE":
-        raise ValueError(f"{path}: a {model.get('type')} tokenizer; llmexp converts byte-level BPE only")
-    if data.get("normalizer") is not None:
-        raise ValueError(f"{path}: has a normalizer, which tiktoken cannot apply")
+    model = data["model"]
     pattern = _pattern(data.get("pre_tokenizer"), path)
     to_byte = _unicode_to_byte()
     specials = {t["content"]: t["id"] for t in data.get("added_tokens", []) if t.get("special")}

