@@ -28,6 +28,20 @@ class ModelConfig:
     tie_embeddings: bool = False
     vocab_size: Optional[int] = None  # None: taken from the tokenizer
     init_std: float = 0.02
+    # Options of today's open families (docs/models.md); defaults are plain Llama-2.
+    family: str = "llama"  # llama | mistral | qwen2 | qwen3: the transformers architecture an export writes
+    head_dim: Optional[int] = None  # None: d_model // n_heads (Qwen3 decouples it)
+    attention_bias: str = "none"  # none | qkv (Qwen2) | all (q, k, v and o: Llama/Qwen3 attention_bias)
+    qk_norm: bool = False  # RMSNorm over each head's queries and keys before RoPE (Qwen3)
+    sliding_window: Optional[int] = None  # each token attends to the last this-many positions (Mistral v0.1)
+    rope_scaling: str = "none"  # none | linear | llama3 (Llama-3.1+) | yarn
+    rope_factor: float = 1.0  # context extension factor of the scaling
+    rope_original_max_seq_len: Optional[int] = None  # llama3, yarn: the pre-training context length
+    rope_low_freq_factor: float = 1.0  # llama3
+    rope_high_freq_factor: float = 4.0  # llama3
+    rope_beta_fast: float = 32.0  # yarn
+    rope_beta_slow: float = 1.0  # yarn
+    rope_attention_factor: Optional[float] = None  # yarn: cos/sin scale (None: 0.1 ln(factor) + 1)
 
 
 @dataclass

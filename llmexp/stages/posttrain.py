@@ -24,6 +24,7 @@ from llmexp.data.chat import IGNORE, TEMPLATES, Skipped, read_records
 from llmexp.data.sources import DataError
 from llmexp.models import Llama, LlamaShape
 from llmexp.models.heads import ScalarModel
+from llmexp.models.llama import shape_from_fields
 from llmexp.hf_config import is_hf_folder, read_hf_config
 from llmexp.parallel.parallelize import parallelize
 from llmexp.stages.base import StageModule
@@ -69,13 +70,7 @@ def saved_shape(path: str | Path) -> LlamaShape:
 
         return shape_from_hf_config(read_hf_config(path))
     cfg = load_checkpoint(path)["llmexp"]["config"]
-    m = cfg["model"]
-    return LlamaShape(
-        vocab_size=m["vocab_size"] or cfg["tokenizer"]["vocab_size"], n_layers=m["n_layers"], d_model=m["d_model"],
-        n_heads=m["n_heads"], n_kv_heads=m["n_kv_heads"] or m["n_heads"], ffn_dim=m["ffn_dim"],
-        max_seq_len=m["max_seq_len"], rope_theta=m["rope_theta"], norm_eps=m["norm_eps"],
-        tie_embeddings=m["tie_embeddings"], init_std=m["init_std"],
-    )
+    return shape_from_fields(cfg["model"], cfg["model"]["vocab_size"] or cfg["tokenizer"]["vocab_size"])
 
 
 def load_trained(model: nn.Module, path: str | Path, key: str = "init_from") -> nn.Module:
