@@ -79,7 +79,8 @@ def check_rules(cfg: Config) -> None:
 # Stages that start from a trained model: init_from is required, and its saved config decides
 # the model (and tokenizer) so a user never repeats model=... for them.
 POST_TRAINING = ("sft", "reward", "dpo", "rlhf")
-SHAPE_KEYS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len", "tie_embeddings", "vocab_size")
+SHAPE_KEYS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len", "tie_embeddings", "vocab_size",
+              "head_dim", "attention_bias", "qk_norm", "sliding_window", "rope_scaling", "rope_factor")
 CHAT_TEMPLATES = ("chatml", "plain")
 TRUNCATIONS = ("error", "left", "right", "drop")
 LORA_TARGETS = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")
@@ -306,9 +307,13 @@ def _check_model(cfg: Config) -> None:
     _positive("model.rope_theta", m.rope_theta)
     _positive("model.norm_eps", m.norm_eps)
     _positive("model.init_std", m.init_std)
-    _require(m.d_model % m.n_heads == 0, "model.n_heads", m.n_heads, f"must divide model.d_model={m.d_model}")
-    head_dim = m.d_model // m.n_heads
-    _require(head_dim % 2 == 0, "model.n_heads", m.n_heads, f"head dim d_model/n_heads={head_dim} must be even for RoPE")
+    if m.head_dim is None:
+        _require(m.d_model % m.n_heads == 0, "model.n_heads", m.n_heads, f"must divide model.d_model={m.d_model}")
+        head_dim = m.d_model // m.n_heads
+        _require(head_dim % 2 == 0, "model.n_heads", m.n_heads, f"head dim d_model/n_heads={head_dim} must be even for RoPE")
+    else:
+        _require(m.head_dim > 0 and m.head_dim % 2 == 0, "model.head_dim", m.head_dim, "an even number > 0 (RoPE pairs)")
+    _check_model_family_options(m)
     if m.n_kv_heads is not None:
         _positive("model.n_kv_heads", m.n_kv_heads)
         _require(m.n_heads % m.n_kv_heads == 0, "model.n_kv_heads", m.n_kv_heads, f"must divide model.n_heads={m.n_heads}")
@@ -317,6 +322,26 @@ def _check_model(cfg: Config) -> None:
             m.vocab_size >= cfg.tokenizer.vocab_size, "model.vocab_size", m.vocab_size,
             f"must be >= tokenizer.vocab_size={cfg.tokenizer.vocab_size} (null: take the tokenizer's)",
         )
+
+
+MODEL_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+ATTENTION_BIASES = ("none", "qkv", "all")
+ROPE_SCALINGS = ("none", "linear", "llama3", "yarn")
+
+
+def _check_model_family_options(m) -> None:
+    """The options of open model families (docs/models.md)."""
+    _one_of("model.family", m.family, MODEL_FAMILIES)
+    _one_of("model.attention_bias", m.attention_bias, ATTENTION_BIASES)
+    _one_of("model.rope_scaling", m.rope_scaling, ROPE_SCALINGS)
+    _positive("model.sliding_window", m.sliding_window, optional=True)
+    if m.rope_scaling != "none":
+        _require(m.rope_factor >= 1.0, "model.rope_factor", m.rope_factor, f"rope_scaling={m.rope_scaling} needs a factor >= 1")
+    if m.rope_scaling in ("llama3", "yarn"):
+        _positive("model.rope_original_max_seq_len", m.rope_original_max_seq_len)
+    if m.rope_scaling == "llama3":
+        _require(m.rope_high_freq_factor > m.rope_low_freq_factor > 0, "model.rope_high_freq_factor",
+                 m.rope_high_freq_factor, f"must exceed model.rope_low_freq_factor={m.rope_low_freq_factor} > 0")
 
 
 def _check_tokenizer(cfg: Config) -> None:
