@@ -49,7 +49,7 @@ def test_open_model_presets_have_the_published_counts_and_transformers_agrees(pr
         assert abs(params.total - total) < 0.01e9 and abs(params.non_embedding - non_embedding) < 0.01e9
     shape = model_shape(cfg, plan.vocab_size)
     with torch.device("meta"):  # shapes only: transformers' own class of the family, and llmexp's
-        theirs = AutoModelForCausalLM.from_config(hf_config(shape, cfg.model.family, None, None, torch.float32))
+        theirs = AutoModelForCausalLM.from_config(hf_config(shape, cfg.model.family))
         ours = Llama(shape)
     assert sum(p.numel() for p in theirs.parameters()) == exact
     assert sum({id(p): p.numel() for p in ours.parameters()}.values()) == exact

@@ -11,6 +11,7 @@ from typing import Iterable
 from llmexp.accelerators import ACCELERATORS
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import STAGE_SCHEMAS, Config, TokenizerConfig
+from llmexp.hub import HUB_PREFIX, HubError, resolve_hub
 
 TIKTOKEN_VOCAB = {"gpt2": 50257, "cl100k_base": 100277, "o200k_base": 200019}
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "deepspeed")
@@ -81,7 +82,7 @@ def check_rules(cfg: Config) -> None:
 POST_TRAINING = ("sft", "reward", "dpo", "rlhf")
 SHAPE_KEYS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len", "tie_embeddings", "vocab_size",
               "head_dim", "attention_bias", "qk_norm", "sliding_window", "rope_scaling", "rope_factor")
-CHAT_TEMPLATES = ("chatml", "plain")
+CHAT_TEMPLATES = ("model", "chatml", "plain")  # or a .jinja file
 TRUNCATIONS = ("error", "left", "right", "drop")
 LORA_TARGETS = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")
 # A pipeline validates every step before the first one runs: the run folders of earlier steps
@@ -157,7 +158,9 @@ def _check_post_training(cfg: Config) -> None:
         _require(os.path.exists(pattern) or bool(glob.glob(pattern, recursive=True)), "stage.dataset", s.dataset,
                  "no such file, folder or glob match (or use hf:<name>, synthetic:<task>)")
     _require(0.0 < s.val_fraction < 0.5, "stage.val_fraction", s.val_fraction, "must be in (0, 0.5)")
-    _one_of("stage.chat_template", s.chat_template, CHAT_TEMPLATES)
+    _require(s.chat_template in CHAT_TEMPLATES or (s.chat_template.endswith(".jinja") and os.path.isfile(
+        os.path.expanduser(s.chat_template))), "stage.chat_template", s.chat_template,
+        "model (the model's own Jinja template, else chatml/plain), chatml, plain, or an existing .jinja file")
     _one_of("stage.truncation", s.truncation, TRUNCATIONS)
     _positive("stage.synthetic_records", s.synthetic_records)
     if "<|im_start|>" not in cfg.tokenizer.special_tokens or "<|im_end|>" not in cfg.tokenizer.special_tokens:
@@ -272,6 +275,11 @@ def _adopt_hf_folder(cfg: Config) -> bool:
     from llmexp.config.schema import ModelConfig
     from llmexp.hf_config import hf_model_fields, is_hf_folder, read_hf_config
 
+    if cfg.init_from is not None and cfg.init_from.startswith(HUB_PREFIX):
+        try:  # the snapshot folder (its path names the commit) stands for the hub reference from here on
+            cfg.init_from = str(resolve_hub(cfg.init_from))
+        except HubError as err:
+            raise ConfigError("init_from", cfg.init_from, str(err)) from None
     if cfg.init_from is None or not is_hf_folder(cfg.init_from):
         return False
     try:

@@ -180,7 +180,9 @@ class PostTrainStageConfig(StageConfig):
     hf_split: str = "train"  # for hf:<name>
     val_fraction: float = 0.1  # records held out for validation
     split_seed: int = 1234
-    chat_template: str = "chatml"  # chatml (reserved special tokens) | plain
+    # model: the model's own Jinja template (a transformers tokenizer's), else chatml when the tokenizer
+    # reserves its tokens, else plain | chatml | plain | a path to a .jinja file
+    chat_template: str = "model"
     truncation: str = "error"  # error | left | right | drop: a record longer than trainer.seq_len
     messages_field: str = "messages"  # [{role, content}, ...]; else prompt_field (+ response)
     prompt_field: str = "prompt"

@@ -35,7 +35,12 @@ _BLOCK = {
 _TOP = {"tok_embeddings": "model.embed_tokens", "norm": "model.norm", "output": "lm_head"}
 
 
-def _hf_name(name: str) -> str:
+def hf_module_name(target: str) -> str:
+    """transformers' name of a block Linear llmexp calls `target` (wq -> q_proj, w1 -> gate_proj)."""
+    return next(hf for ours, hf in _BLOCK.items() if ours.split(".")[-1] == target).split(".")[-1]
+
+
+def hf_name(name: str) -> str:
     module, _, param = name.rpartition(".")
     if module in _TOP:
         return f"{_TOP[module]}.{param}"
@@ -45,13 +50,13 @@ def _hf_name(name: str) -> str:
 
 def to_hf_state_dict(state: dict[str, torch.Tensor], shape: LlamaShape) -> dict[str, torch.Tensor]:
     """llmexp weights under transformers' names; a tied output projection is stored once."""
-    out = {_hf_name(k): v for k, v in state.items() if not (shape.tie_embeddings and k == "output.weight")}
+    out = {hf_name(k): v for k, v in state.items() if not (shape.tie_embeddings and k == "output.weight")}
     return {k: v.contiguous() for k, v in out.items()}
 
 
 def from_hf_state_dict(state: dict[str, torch.Tensor], shape: LlamaShape) -> dict[str, torch.Tensor]:
     """transformers weights under llmexp's names (the exact inverse of `to_hf_state_dict`)."""
-    names = {_hf_name(k): k for k in _param_names(shape)}
+    names = {hf_name(k): k for k in _param_names(shape)}
     out, unknown = {}, []
     for k, v in state.items():
         if k in names:

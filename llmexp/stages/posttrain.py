@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Sampler
 from llmexp.checkpoints import load_checkpoint, model_state_dict
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config
-from llmexp.data.chat import IGNORE, TEMPLATES, Skipped, read_records
+from llmexp.data.chat import IGNORE, Skipped, load_template, read_records
 from llmexp.data.sources import DataError
 from llmexp.models import Llama, LlamaShape
 from llmexp.models.heads import ScalarModel
@@ -249,8 +249,12 @@ def example_datamodule(cfg: Config, plan, data: PostTrainData) -> ExampleDataMod
     return ExampleDataModule(data, cfg.trainer.micro_batch_size, cfg.trainer.seed, cfg.trainer.num_workers)
 
 
-def template_of(cfg: Config):
-    return TEMPLATES[cfg.stage.chat_template]
+def template_of(cfg: Config, tokenizer: Tokenizer):
+    """stage.chat_template for this tokenizer (`model`: its own Jinja template when it has one)."""
+    try:
+        return load_template(cfg.stage.chat_template, tokenizer)
+    except DataError as err:
+        raise ConfigError("stage.chat_template", cfg.stage.chat_template, str(err)) from None
 
 
 # ---- shared math --------------------------------------------------------------------------

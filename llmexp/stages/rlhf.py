@@ -48,7 +48,7 @@ def load_reward_fn(spec: str) -> Callable[[str, str], float]:
 def prepare_rlhf(cfg: Config) -> PostTrainData:
     s = cfg.stage
     tokenizer = init_tokenizer(cfg.init_from)
-    template = template_of(cfg)
+    template = template_of(cfg, tokenizer)
     if s.reward == "callable":
         load_reward_fn(s.reward_fn)  # fail before training, not at the first rollout
     else:
@@ -151,7 +151,7 @@ class RLHFModule(PostTrainModule):
     @torch.no_grad()
     def sample(self, prompts: list[dict], generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         s = self.cfg.stage
-        stop = stop_id(self.tokenizer, template_of(self.cfg))
+        stop = stop_id(self.tokenizer, template_of(self.cfg, self.tokenizer))
         was_training = self.model.training
         self.model.eval()
         outs = generate(self.model, [p["ids"] for p in prompts], s.max_new_tokens,

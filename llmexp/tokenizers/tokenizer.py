@@ -5,6 +5,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -33,6 +34,13 @@ class Tokenizer:
         return self.encoding.n_vocab
 
     @property
+    def hf_files(self) -> Optional[Path]:
+        """For a tokenizer converted from a transformers folder: that folder's own tokenizer
+        files (tokenizer.json, tokenizer_config.json, chat template, ...), kept for export."""
+        folder = self.ranks_path.parent / "hf" if self.ranks_path is not None else None
+        return folder if folder is not None and folder.is_dir() else None
+
+    @property
     def eot_id(self) -> int:
         return self.encoding.eot_token
 
@@ -54,6 +62,8 @@ class Tokenizer:
             ranks = self.ranks_path.read_bytes()
             (folder / "tokenizer.tiktoken").write_bytes(ranks)
             meta["ranks_file"] = "tokenizer.tiktoken"
+        if self.hf_files is not None and self.hf_files != folder / "hf":
+            shutil.copytree(self.hf_files, folder / "hf", dirs_exist_ok=True)
         atomic_write_text(folder / "tokenizer.json", json.dumps(meta, indent=2))
 
     @classmethod
