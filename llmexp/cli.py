@@ -17,10 +17,12 @@ SUBCOMMANDS = {
     "export": ("llmexp.interop.cli", "write a run's checkpoint as a Hugging Face transformers folder"),
     "sweep": ("llmexp.sweep.cli", "run a W&B sweep file offline on W&B's own sweep engine"),
     "scaling": ("llmexp.scaling.cli", "plan, run and fit scaling-law studies"),
+    "generate": ("llmexp.generate_cli", "sample from a run, a transformers folder or hf:<name> (KV cache)"),
+    "chat": ("llmexp.chat_cli", "talk to a model in its chat template, replies streamed"),
 }
 
 USAGE = """usage: python -m llmexp [--config-dir DIR] [--cfg] [-m] [key=value ...]
-       python -m llmexp {prepare,export,sweep,scaling} ...   (each has --help)
+       python -m llmexp {prepare,export,sweep,scaling,generate,chat} ...   (each has --help)
 
 Compose conf/ with Hydra overrides, validate, plan, and train (or print the plan).
 

@@ -251,6 +251,7 @@ def _check_eval(cfg: Config) -> None:
     e = cfg.eval
     _positive("eval.batch_size", e.batch_size)
     _positive("eval.max_gen_toks", e.max_gen_toks)
+    _one_of("eval.dtype", e.dtype, ("float32", "bfloat16", "float16"))
     _positive("eval.every_n_steps", e.every_n_steps, optional=True)
     _positive("eval.limit", e.limit, optional=True)
     if e.num_fewshot is not None:

@@ -307,6 +307,7 @@ class EvalConfig:
     num_fewshot: Optional[int] = None  # None: each task's own default
     limit: Optional[float] = None  # per task: a count (>= 1) or a fraction (< 1) of its documents
     batch_size: int = 8
+    dtype: str = "float32"  # float32 | bfloat16 | float16: stage=eval scores in this, whatever the training precision
     max_gen_toks: int = 256  # generate_until's default when a task gives none
     every_n_steps: Optional[int] = None  # in-training evaluation interval (optimizer steps)
     intrinsic_text: Optional[str] = None  # stage=eval: "val" (the data group's held-out split) or a .txt/.jsonl file
