@@ -27,9 +27,14 @@ class Streamer:
         self.tokens.append(token)
         text = self.session.tokenizer.decode(self.tokens)
         if not text.endswith("\ufffd"):
-            self.out.write(text[self.shown:])
-            self.out.flush()
-            self.shown = len(text)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is not shown yet (at the end of a reply: an incomplete character too)."""
+        text = self.session.tokenizer.decode(self.tokens)
+        self.out.write(text[self.shown:])
+        self.out.flush()
+        self.shown = len(text)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -63,6 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print("assistant> ", end="", flush=True)
         stream = Streamer(session)
         reply = session.sample([ids], on_token=stream)[0]
+        stream.flush()
         print(flush=True)
         messages.append({"role": "assistant", "content": session.text(reply)})
 

@@ -64,9 +64,6 @@ class LlmexpLM(TemplateLM):
         self.model: Llama = model.to(self._device, DTYPES[dtype]).eval()
         self.tokenizer: Tokenizer = tok
         self._special_ids = frozenset(tok.encoding._special_tokens.values())
-        # Ids the tokenizer can decode: a model's vocabulary is often padded past its tokenizer's
-        # (Qwen, Llama); a sampled padding id decodes to nothing, as in HF's decode.
-        self._decodable = frozenset(tok.encoding._mergeable_ranks.values()) | self._special_ids
         self._max_length = max_length or self.model.shape.max_seq_len
         self.batch_size = self._auto_batch_size() if str(batch_size).startswith("auto") else int(batch_size)
         self.max_gen_toks = int(max_gen_toks)
@@ -123,8 +120,9 @@ class LlmexpLM(TemplateLM):
         return self.tokenizer.encoding.encode(string, allowed_special="all")
 
     def tok_decode(self, tokens: list[int], skip_special_tokens: bool = True, **kwargs: Any) -> str:
-        tokens = [t for t in tokens if t in self._decodable and not (skip_special_tokens and t in self._special_ids)]
-        return self.tokenizer.decode(tokens)  # skip_special_tokens as HF's decode in lm-eval's hf model
+        if skip_special_tokens:  # as HF's decode in lm-eval's hf model: special tokens are not text
+            tokens = [t for t in tokens if t not in self._special_ids]
+        return self.tokenizer.decode(tokens)  # a padded vocabulary's extra ids decode to nothing
 
     def get_model_info(self) -> dict[str, Any]:
         return {"model_source": "llmexp", "model_name": str(self.checkpoint or "in-memory"),

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -52,7 +53,13 @@ class Tokenizer:
         return self.encoding.encode_ordinary_batch(list(texts), num_threads=os.cpu_count() or 1)
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.encoding.decode(list(ids))
+        """Text of `ids`; ids without a token (a model's vocabulary padded past the tokenizer's,
+        as Qwen's and Llama's are) decode to nothing, as in transformers."""
+        return self.encoding.decode([i for i in ids if i in self.decodable])
+
+    @cached_property
+    def decodable(self) -> frozenset[int]:
+        return frozenset(self.encoding._mergeable_ranks.values()) | frozenset(self.encoding._special_tokens.values())
 
     def save(self, folder: Path) -> None:
         """Everything needed to rebuild this tokenizer offline, in `folder`."""

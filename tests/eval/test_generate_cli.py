@@ -68,7 +68,7 @@ def test_chat_reads_turns_from_stdin_and_streams_replies(foreign_folder):
     result = _llmexp("chat", str(folder), "--system", "Be brief.", "--max-new-tokens", "6",
                      stdin="What is len?\n/reset\nAnd str?\n")
     assert result.returncode == 0, result.stderr
-    replies = [line for line in result.stdout.splitlines() if line.startswith("assistant> ")]
+    replies = [line for line in result.stdout.split("\n") if line.startswith("assistant> ")]
     assert len(replies) == 2
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is len?"}]
     ids = hf_tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]

@@ -38,7 +38,7 @@ def test_hub_references_resolve_from_the_cache_offline(foreign_folder, tmp_path)
     out = _llmexp(cache, "generate", "hf:acme/tiny@v1", "--prompt", "Hello", "--max-new-tokens", "3")
     assert out.returncode == 0 and out.stdout.startswith("Hello"), out.stderr
     plan = _llmexp(cache, "stage=sft", "init_from=hf:acme/tiny", f"stage.dataset={REPO / 'pyproject.toml'}",
-                   "dry_run=json")
+                   "--cfg")
     assert plan.returncode == 0, plan.stderr
     assert f"snapshots/{COMMIT}" in plan.stdout  # init_from names the exact commit it resolved to
 
