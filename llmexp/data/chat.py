@@ -220,18 +220,13 @@ def model_template(tokenizer) -> tuple[Optional[str], tuple[tuple[str, str], ...
     if folder is None:
         return None, (("eos_token", "<|endoftext|>"), ("bos_token", "<|endoftext|>"))
     config = json.loads((folder / "tokenizer_config.json").read_text()) if (folder / "tokenizer_config.json").is_file() else {}
-    variables = []
-    for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
-        value = config.get(key)
-        value = value.get("content") if isinstance(value, dict) else value
-        if value is not None:
-            variables.append((key, value))
+    variables = tuple(tokenizer.hf_special_tokens.items())
     source = config.get("chat_template")
     if (folder / "chat_template.jinja").is_file():
         source = (folder / "chat_template.jinja").read_text(encoding="utf-8")
     if isinstance(source, list):  # several named templates: the default one
         source = next((t["template"] for t in source if t.get("name") == "default"), None)
-    return source, tuple(variables)
+    return source, variables
 
 
 def _special_ids(tokenizer, template: ChatTemplate | JinjaTemplate) -> None:

@@ -107,6 +107,11 @@ class LlmexpLM(TemplateLM):
         return self.tokenizer.eot_id
 
     @property
+    def prefix_token_id(self) -> int:
+        # As lm-eval's hf model: a document's first token is conditioned on bos when there is one.
+        return self.tokenizer.bos_id
+
+    @property
     def device(self) -> torch.device:
         return self._device
 

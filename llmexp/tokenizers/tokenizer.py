@@ -41,6 +41,27 @@ class Tokenizer:
         folder = self.ranks_path.parent / "hf" if self.ranks_path is not None else None
         return folder if folder is not None and folder.is_dir() else None
 
+    @cached_property
+    def hf_special_tokens(self) -> dict[str, str]:
+        """bos_token, eos_token, unk_token, pad_token as a converted transformers tokenizer's
+        tokenizer_config.json names them (what chat templates read); empty for llmexp's own."""
+        path = self.hf_files / "tokenizer_config.json" if self.hf_files is not None else None
+        config = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+        named = {}
+        for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
+            value = config.get(key)
+            value = value.get("content") if isinstance(value, dict) else value
+            if value is not None:
+                named[key] = value
+        return named
+
+    @property
+    def bos_id(self) -> int:
+        """The beginning-of-sequence id: a transformers tokenizer's bos_token, else <|endoftext|>
+        (what lm-eval's hf model conditions a document's first token on)."""
+        bos = self.hf_special_tokens.get("bos_token")
+        return self.encoding.encode_single_token(bos) if bos in self.encoding.special_tokens_set else self.eot_id
+
     @property
     def eot_id(self) -> int:
         return self.encoding.eot_token
