@@ -102,7 +102,7 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
         # q/k norms (Qwen3) act per head on this rank's heads (dim 2 of (b, t, heads, head_dim)):
         # SequenceParallel over that dim keeps their weights replicated and all-reduces the grads.
         # Biases of wq/wk/wv are split with their columns, wo's is added once after the reduce.
-        qk_norm = {f"attention.{n}": SequenceParallel(sequence_dim=2) for n in ("q_norm", "k_norm")
+        qk_norm = {f"attention.{n}": SequenceParallel(sequence_dim=2, use_local_output=True) for n in ("q_norm", "k_norm")
                    if hasattr(block.attention, n)}
         parallelize_module(block, tp_mesh, {
             **qk_norm,
