@@ -26,6 +26,8 @@ SUBCOMMANDS = {
     "sweep": ("llmexp.sweep.__main__", "run a W&B sweep file offline on W&B's own sweep engine"),
     "scaling": ("llmexp.scaling.cli", "plan, run and fit scaling-law studies"),
     "lm-eval": ("llmexp.eval.__main__", "lm-eval's own CLI with --model llmexp and llmexp's offline tasks"),
+    "generate": ("llmexp.generate_cli", "sample from a run, a transformers folder or hf:<name> (KV cache)"),
+    "chat": ("llmexp.chat_cli", "talk to a model in its chat template, replies streamed"),
 }
 
 # Flags whose work is Hydra's: the command goes to the @hydra.main application.

@@ -23,9 +23,11 @@ def generate(
     stop_token_ids: Sequence[int] = (),
     should_stop: Optional[Callable[[list[int]], bool]] = None,
     generator: Optional[torch.Generator] = None,
+    on_token: Optional[Callable[[int, int], None]] = None,
 ) -> list[list[int]]:
     """New tokens for each prompt (prompt excluded). A row ends at a stop token (kept), when
-    `should_stop(new_tokens)` says so, or after `max_new_tokens`. temperature 0 is greedy."""
+    `should_stop(new_tokens)` says so, or after `max_new_tokens`. temperature 0 is greedy.
+    `on_token(row, token)` sees each token as it is chosen (streaming)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate needs non-empty prompts")
     device = next(model.parameters()).device
@@ -56,6 +58,8 @@ def generate(
             if done[i]:
                 continue
             outputs[i].append(int(token[i]))
+            if on_token is not None:
+                on_token(i, int(token[i]))
             if int(token[i]) in stops or (should_stop is not None and should_stop(outputs[i])):
                 done[i] = True
         if bool(done.all()) or step == max_new_tokens - 1 or cache.length >= capacity:

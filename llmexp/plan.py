@@ -31,13 +31,23 @@ class ParamCount:
     matmul: int  # weights used in a matmul per token: blocks plus the output projection
 
 
+def head_dim_of(model: ModelConfig) -> int:
+    return model.head_dim or model.d_model // model.n_heads
+
+
+def attention_dims(model: ModelConfig) -> tuple[int, int]:
+    """(query width n_heads x head_dim, key/value width n_kv_heads x head_dim)."""
+    head_dim = head_dim_of(model)
+    return model.n_heads * head_dim, (model.n_kv_heads or model.n_heads) * head_dim
+
+
 def count_params(model: ModelConfig, vocab_size: int) -> ParamCount:
     d, L = model.d_model, model.n_layers
-    head_dim = d // model.n_heads
-    kv_dim = (model.n_kv_heads or model.n_heads) * head_dim
-    attention = d * d + 2 * d * kv_dim + d * d  # wq, wk, wv, wo
+    q_dim, kv_dim = attention_dims(model)
+    attention = d * q_dim + 2 * d * kv_dim + q_dim * d  # wq, wk, wv, wo
+    attention += {"none": 0, "qkv": q_dim + 2 * kv_dim, "all": q_dim + 2 * kv_dim + d}[model.attention_bias]
     mlp = 3 * d * model.ffn_dim  # SwiGLU: gate, up, down
-    norms = 2 * d
+    norms = 2 * d + (2 * head_dim_of(model) if model.qk_norm else 0)
     non_embedding = L * (attention + mlp + norms) + d  # + final norm
     embedding = vocab_size * d
     output = 0 if model.tie_embeddings else vocab_size * d
@@ -52,8 +62,8 @@ def count_params(model: ModelConfig, vocab_size: int) -> ParamCount:
 
 def lora_params(model: ModelConfig, targets: List[str], rank: int) -> int:
     """LoRA adds A (rank x in) and B (out x rank) to each targeted matrix of every block."""
-    d, kv = model.d_model, (model.n_kv_heads or model.n_heads) * (model.d_model // model.n_heads)
-    shapes = {"wq": (d, d), "wk": (d, kv), "wv": (d, kv), "wo": (d, d),
+    d, (q, kv) = model.d_model, attention_dims(model)
+    shapes = {"wq": (d, q), "wk": (d, kv), "wv": (d, kv), "wo": (q, d),
               "w1": (d, model.ffn_dim), "w3": (d, model.ffn_dim), "w2": (model.ffn_dim, d)}
     return model.n_layers * sum(rank * sum(shapes[t]) for t in targets)
 
@@ -72,8 +82,10 @@ def trainable_params(cfg: Config, params: ParamCount) -> int:
 
 
 def flops_per_token(model: ModelConfig, params: ParamCount, seq_len: int) -> int:
-    """Training FLOPs per token: forward + backward, with PaLM's attention term."""
-    return 6 * params.matmul + 12 * model.n_layers * model.d_model * seq_len
+    """Training FLOPs per token: forward + backward, with PaLM's attention term (over the
+    query width, and over at most the sliding window's keys)."""
+    keys = min(seq_len, model.sliding_window or seq_len)
+    return 6 * params.matmul + 12 * model.n_layers * attention_dims(model)[0] * keys
 
 
 @dataclass
@@ -251,19 +263,19 @@ def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optio
         root = local - block * m.n_layers
         in_flight = local if not cfg.parallelism.reshard_after_forward else root + 2 * block
         gathered = in_flight * compute_bytes + block * weight_bytes
-    kv_dim = (m.n_kv_heads or m.n_heads) * (m.d_model // m.n_heads)
+    q_dim, kv_dim = attention_dims(m)
     tokens = cfg.trainer.micro_batch_size * seq_len
     # Bytes saved for backward per token, as eager PyTorch saves them for llmexp's Llama
     # (counted with saved-tensor hooks in tests/parallel/test_memory.py):
     # - each RMSNorm: its fp32 input and normalised output (split along the sequence under TP's
     #   sequence parallelism), and the matmul input it feeds, in compute dtype (whole: TP
     #   gathers the sequence before the column-parallel matmuls);
-    # - attention: q and k after RoPE, v and the attention output (2 d + 2 kv: RoPE's products
+    # - attention: q and k after RoPE, v and the attention output (2 q + 2 kv: RoPE's products
     #   with the cos/sin tables keep only the tables); MLP: gate, up, silu(gate) and their
     #   product (4 ffn): heads and ffn columns split by tp;
     # - head: the final norm and the fp32 log-softmax of the logits (whole under TP).
     norm_path = 2 * m.d_model * 4 / tp + m.d_model * act_bytes
-    per_layer = 2 * norm_path + (2 * m.d_model + 2 * kv_dim + 4 * m.ffn_dim) * act_bytes / tp
+    per_layer = 2 * norm_path + (2 * q_dim + 2 * kv_dim + 4 * m.ffn_dim) * act_bytes / tp
     vocab = vocab_size_of(cfg)
     head = (norm_path + vocab * 4) * tokens
     full = per_layer * m.n_layers * tokens + head
@@ -271,7 +283,7 @@ def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optio
     if cfg.parallelism.activation_checkpointing_mode == "selective":
         # Outputs of matmuls and attention kept (q, k, v, attention out, wo, w1, w3, w2);
         # norms, RoPE and SwiGLU's pointwise ops recomputed.
-        kept = block_input + (3 * m.d_model + 2 * kv_dim + 2 * m.ffn_dim) * act_bytes / tp
+        kept = block_input + (2 * q_dim + m.d_model + 2 * kv_dim + 2 * m.ffn_dim) * act_bytes / tp
         checkpointed = kept * m.n_layers * tokens + per_layer * tokens + head
     else:
         checkpointed = block_input * m.n_layers * tokens + per_layer * tokens + head

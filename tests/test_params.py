@@ -20,6 +20,41 @@ PUBLISHED = {
 }
 
 
+# Open-model presets (their own vocabulary is the preset's model.vocab_size): the exact count of
+# the hub checkpoint's distinct tensors, and the model card's rounded (total, non-embedding).
+OPEN_MODELS = {
+    "llama3_2_1b": (1_235_814_400, None),
+    "llama3_1_8b": (8_030_261_248, None),
+    "qwen2_5_0_5b": (494_032_768, (0.49e9, 0.36e9)),
+    "qwen2_5_7b": (7_615_616_512, (7.61e9, 6.53e9)),
+    "qwen3_0_6b": (596_049_920, (0.6e9, 0.44e9)),  # the hub's 751,632,384 stores the tied lm_head again
+    "smollm2_135m": (134_515_008, None),
+    "mistral_7b": (7_241_732_096, None),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(OPEN_MODELS))
+def test_open_model_presets_have_the_published_counts_and_transformers_agrees(preset):
+    from transformers import AutoModelForCausalLM
+
+    from llmexp.interop.hf import hf_config
+
+    cfg = llmexp.compose([f"model={preset}"])
+    plan = llmexp.derive(cfg)
+    exact, card = OPEN_MODELS[preset]
+    assert plan.params_total == exact
+    if card is not None:
+        params = count_params(cfg.model, plan.vocab_size)
+        total, non_embedding = card  # given to 0.01B: within that of ours
+        assert abs(params.total - total) < 0.01e9 and abs(params.non_embedding - non_embedding) < 0.01e9
+    shape = model_shape(cfg, plan.vocab_size)
+    with torch.device("meta"):  # shapes only: transformers' own class of the family, and llmexp's
+        theirs = AutoModelForCausalLM.from_config(hf_config(shape, cfg.model.family))
+        ours = Llama(shape)
+    assert sum(p.numel() for p in theirs.parameters()) == exact
+    assert sum({id(p): p.numel() for p in ours.parameters()}.values()) == exact
+
+
 @pytest.mark.parametrize("preset,vocab", sorted(PUBLISHED))
 def test_published_parameter_counts(preset, vocab):
     cfg = llmexp.compose([f"model={preset}", f"model.vocab_size={vocab}"])

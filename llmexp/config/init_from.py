@@ -1,12 +1,14 @@
 """The init_from pass: a run that starts from trained weights takes the model's shape (and its
 tokenizer) from them, so a user never repeats model=... for them.
 
+- init_from=hf:<org>/<name>[@revision]: the hub snapshot's folder (llmexp/hub.py: downloaded into
+  the hub cache when online, read from it offline), then as a transformers folder.
 - init_from=<transformers folder>: `model.*` from its config.json, tokenizer kind=hf (the folder's).
 - post-training and eval stages from an llmexp run: model and tokenizer from the run's saved
   config.yaml, or from `planned` (run folders a pipeline will create; llmexp/pipeline.py).
 
 Pure apart from the files it names: it returns a new Config and reads only init_from's config
-files and the shipped default model preset.
+files (after fetching a hub reference into the hub cache) and the shipped default model preset.
 """
 from __future__ import annotations
 
@@ -22,13 +24,20 @@ from llmexp.config.compose import conf_dir
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import POST_TRAINING, Config, ModelConfig, TokenizerConfig
 from llmexp.hf_config import hf_model_fields, is_hf_folder, read_hf_config
+from llmexp.hub import HUB_PREFIX, HubError, resolve_hub
 
 # The model keys that make two models the same network.
-SHAPE_KEYS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len", "tie_embeddings", "vocab_size")
+SHAPE_KEYS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len", "tie_embeddings", "vocab_size",
+              "head_dim", "attention_bias", "qk_norm", "sliding_window", "rope_scaling", "rope_factor")
 
 
 def resolve_init_from(cfg: Config, planned: PlannedRuns = {}) -> Config:
     """`cfg` with model and tokenizer taken from init_from where the stage starts from it."""
+    if cfg.init_from is not None and cfg.init_from.startswith(HUB_PREFIX):
+        try:  # the snapshot folder (its path names the commit) stands for the hub reference from here on
+            cfg = dataclasses.replace(cfg, init_from=str(resolve_hub(cfg.init_from)))
+        except HubError as err:
+            raise ConfigError("init_from", cfg.init_from, str(err)) from None
     if cfg.init_from is not None and is_hf_folder(cfg.init_from):
         return _from_hf_folder(cfg)
     if cfg.stage.name in POST_TRAINING or cfg.stage.name == "eval":

@@ -7,6 +7,7 @@ text, so a special-token string inside a message can never act as one.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -36,6 +37,93 @@ TEMPLATES = {
     # For tokenizers without ChatML's tokens: an assistant turn ends with <|endoftext|>.
     "plain": ChatTemplate("plain", "{role}: ", "<|endoftext|>\n", "<|endoftext|>", ("<|endoftext|>",)),
 }
+
+
+def jinja_of(template: ChatTemplate) -> str:
+    """`template` as the Jinja chat template transformers applies: an export carries it, so
+    `apply_chat_template` renders exactly what the model was trained on; `{% generation %}`
+    marks the trained assistant tokens (content and stop) for return_assistant_tokens_mask."""
+    prefix = template.prefix.replace("{role}", "' + message['role'] + '").replace("\n", "\\n")
+    stop, _, after = template.suffix.partition(template.stop)
+    after = after.replace("\n", "\\n")
+    head = "{{ '" + prefix + "' }}"
+    turn = "{{ message['content'] + '" + stop + template.stop + "' }}"
+    return ("{%- for message in messages %}" + head
+            + "{%- if message['role'] == 'assistant' %}{% generation %}" + turn + "{% endgeneration %}"
+            + "{%- else %}" + turn + "{%- endif %}" + "{{ '" + after + "' }}{%- endfor %}"
+            + "{%- if add_generation_prompt %}{{ '" + template.prefix.replace("{role}", "assistant").replace("\n", "\\n")
+            + "' }}{%- endif %}")
+
+
+@dataclass(frozen=True)
+class JinjaTemplate:
+    """A model's own Jinja chat template (or a .jinja file), rendered by transformers' renderer
+    with the tokenizer's special tokens as variables. Which tokens are the assistant's is read
+    off the rendered text: an assistant turn is what rendering the conversation up to it adds
+    to rendering the conversation before it with a generation prompt (trailing whitespace
+    excluded). For templates with `{% generation %}` this is checked against transformers'
+    return_assistant_tokens_mask in the tests."""
+
+    name: str
+    source: str
+    variables: tuple[tuple[str, str], ...]  # bos_token, eos_token, ... as the template reads them
+    specials: tuple[str, ...]  # every special token of the tokenizer: the rendered text is full of them
+
+    def text(self, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        rendered, _ = render_jinja_template([messages], chat_template=self.source,
+                                            add_generation_prompt=generation_prompt, **dict(self.variables))
+        return rendered[0]
+
+    @property
+    def stop(self) -> str:
+        """What closes an assistant turn (e.g. <|im_end|>, <|eot_id|>): generation stops there."""
+        user = [{"role": "user", "content": "?"}]
+        sentinel = "\x00reply\x00"
+        after = self.text(user + [{"role": "assistant", "content": sentinel}])
+        return after[after.index(sentinel) + len(sentinel):].rstrip()
+
+    def assistant_spans(self, messages: list[dict[str, str]], where: str) -> list[tuple[int, int]]:
+        full = self.text(messages)
+        spans = []
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            before, upto = self.text(messages[:i], generation_prompt=True), self.text(messages[: i + 1]).rstrip()
+            if not (upto.startswith(before) and full.startswith(upto)):
+                raise DataError(f"{where}: chat template {self.name} renders earlier turns differently once later "
+                                "ones follow, so the assistant's tokens cannot be located: use a template with "
+                                "{% generation %} markers, or stage.chat_template=chatml|plain|<file.jinja>")
+            spans.append((len(before), len(upto)))
+        return spans
+
+    def render(self, tokenizer, messages: list[dict[str, str]], loss_on: str, generation_prompt: bool,
+               where: str) -> "Example":
+        text = self.text(messages, generation_prompt)
+        # The rendered text is tokenized whole, special tokens recognised, as transformers does.
+        ids = tokenizer.encoding.encode(text, allowed_special="all")
+        if loss_on == "all":
+            return Example(ids, [True] * len(ids), where)
+        spans = [(len(text[:s].encode()), len(text[:e].encode())) for s, e in self.assistant_spans(messages, where)]
+        starts = _byte_offsets(tokenizer, ids, text.encode())
+        ends = starts[1:] + [len(text.encode())]
+        target = [any(a < e and b > s for s, e in spans) for a, b in zip(starts, ends)]
+        return Example(ids, target, where)
+
+
+def _byte_offsets(tokenizer, ids: list[int], text: bytes) -> list[int]:
+    """Where each token starts in `text` (bytes). A special token may have two names for one id
+    (<|endoftext|> stands for a foreign eos): the name the text has at that point is used."""
+    names: dict[int, list[bytes]] = {}
+    for name, i in tokenizer.encoding._special_tokens.items():
+        names.setdefault(i, []).append(name.encode())
+    starts, at = [], 0
+    for i in ids:
+        starts.append(at)
+        piece = next((n for n in names[i] if text.startswith(n, at)), None) if i in names else None
+        at += len(piece if piece is not None else tokenizer.encoding.decode_single_token_bytes(i))
+    return starts
 
 
 @dataclass
@@ -110,7 +198,38 @@ def messages_of(record: dict, where: str, messages_field: str, prompt_field: str
 
 # ---- rendering ----------------------------------------------------------------------------
 
-def _special_ids(tokenizer, template: ChatTemplate) -> None:
+def load_template(spec: str, tokenizer) -> ChatTemplate | JinjaTemplate:
+    """stage.chat_template: `model` (the tokenizer's own Jinja template when it has one, else
+    chatml when the tokenizer reserves its tokens, else plain), `chatml`, `plain`, or a .jinja file."""
+    if spec in TEMPLATES:
+        return TEMPLATES[spec]
+    if spec == "model":
+        source, variables = model_template(tokenizer)
+        if source is None:
+            chatml = set(TEMPLATES["chatml"].specials) <= tokenizer.encoding.special_tokens_set
+            return TEMPLATES["chatml" if chatml else "plain"]
+        return JinjaTemplate("model", source, variables, tuple(tokenizer.encoding.special_tokens_set))
+    with open(spec, encoding="utf-8") as f:
+        return JinjaTemplate(spec, f.read(), model_template(tokenizer)[1], tuple(tokenizer.encoding.special_tokens_set))
+
+
+def model_template(tokenizer) -> tuple[Optional[str], tuple[tuple[str, str], ...]]:
+    """(the Jinja chat template a converted transformers tokenizer came with or None, its
+    special-token variables: bos_token, eos_token, ...)."""
+    folder = tokenizer.hf_files
+    if folder is None:
+        return None, (("eos_token", "<|endoftext|>"), ("bos_token", "<|endoftext|>"))
+    config = json.loads((folder / "tokenizer_config.json").read_text()) if (folder / "tokenizer_config.json").is_file() else {}
+    variables = tuple(tokenizer.hf_special_tokens.items())
+    source = config.get("chat_template")
+    if (folder / "chat_template.jinja").is_file():
+        source = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    if isinstance(source, list):  # several named templates: the default one
+        source = next((t["template"] for t in source if t.get("name") == "default"), None)
+    return source, variables
+
+
+def _special_ids(tokenizer, template: ChatTemplate | JinjaTemplate) -> None:
     missing = [s for s in template.specials if s not in tokenizer.encoding.special_tokens_set]
     if missing:
         raise DataError(f"chat_template={template.name} needs special token(s) {missing} that the tokenizer "
@@ -121,9 +240,13 @@ def _encode_special(tokenizer, text: str, template: ChatTemplate) -> list[int]:
     return tokenizer.encoding.encode(text, allowed_special=set(template.specials), disallowed_special=())
 
 
-def stop_id(tokenizer, template: ChatTemplate) -> int:
+def stop_id(tokenizer, template: ChatTemplate | JinjaTemplate) -> int:
     _special_ids(tokenizer, template)
-    return tokenizer.encoding.encode_single_token(template.stop)
+    try:
+        return tokenizer.encoding.encode_single_token(template.stop)
+    except KeyError:
+        raise DataError(f"chat template {template.name}: an assistant turn ends with {template.stop!r}, "
+                        "not one token, so generation cannot stop on it") from None
 
 
 def render(tokenizer, template: ChatTemplate, messages: list[dict[str, str]], loss_on: str = "assistant",
@@ -131,6 +254,8 @@ def render(tokenizer, template: ChatTemplate, messages: list[dict[str, str]], lo
     """Token ids of `messages` and which are targets: assistant contents and their stop token
     (loss_on=assistant), or every token (all). `generation_prompt` appends the assistant's
     prefix, where a reply starts."""
+    if isinstance(template, JinjaTemplate):
+        return template.render(tokenizer, messages, loss_on, generation_prompt, where)
     _special_ids(tokenizer, template)
     ids: list[int] = []
     target: list[bool] = []
@@ -150,9 +275,9 @@ def render(tokenizer, template: ChatTemplate, messages: list[dict[str, str]], lo
     return Example(ids, target, where)
 
 
-def response_ids(tokenizer, template: ChatTemplate, response: str) -> list[int]:
+def response_ids(tokenizer, template: ChatTemplate | JinjaTemplate, response: str) -> list[int]:
     """An assistant reply as generated after a generation prompt: content + stop token."""
-    stop, _, _ = template.suffix.partition(template.stop)
+    stop = "" if isinstance(template, JinjaTemplate) else template.suffix.partition(template.stop)[0]
     return tokenizer.encode(response) + _encode_special(tokenizer, stop + template.stop, template)
 
 

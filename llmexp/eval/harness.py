@@ -105,10 +105,11 @@ def run_eval(cfg: Config, plan, argv: list[str]) -> dict[str, Any]:
     e = cfg.eval
     loaded = load_model(cfg.init_from)
     device = "cuda" if resolve_accelerator(cfg.trainer.accelerator) == "gpu" else "cpu"
-    dtype = "bfloat16" if cfg.parallelism.precision.startswith("bf16") else "float32"
+    # eval.dtype, not the recipe's training precision: float32 unless asked, as lm-eval's hf model scores
+    print(f"evaluating {loaded.path} in {e.dtype} on {device} (eval.dtype)", flush=True)
     L.seed_everything(e.seed, verbose=False)
-    lm = LlmexpLM.from_model(loaded.model.to(device), loaded.tokenizer, batch_size=e.batch_size, device=device,
-                             dtype=dtype, max_gen_toks=e.max_gen_toks, seed=e.seed)
+    lm = LlmexpLM.from_model(loaded.language_model.to(device), loaded.tokenizer, batch_size=e.batch_size,
+                             device=device, dtype=e.dtype, max_gen_toks=e.max_gen_toks, seed=e.seed)
     out_dir = run_dir / "eval"
     results: dict[str, Any] = {}
     if e.tasks:

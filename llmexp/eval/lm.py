@@ -60,19 +60,42 @@ class LlmexpLM(TemplateLM):
             from llmexp.interop.load import load_model
 
             loaded = load_model(checkpoint, tokenizer)
-            model, tok = loaded.model, loaded.tokenizer
+            model, tok = loaded.language_model, loaded.tokenizer
         if device is None or (str(device).startswith("cuda") and not torch.cuda.is_available()):
             device = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval's CLI asks for cuda by default
         self._device = torch.device(device)
         self.model: Llama = model.to(self._device, DTYPES[dtype]).eval()
         self.tokenizer: Tokenizer = tok
         self._special_ids = frozenset(tok.encoding._special_tokens.values())
-        # "auto" (lm-eval's adaptive batch search) has nothing to search on CPU: a fixed default.
-        self.batch_size = 8 if str(batch_size).startswith("auto") else int(batch_size)
         self._max_length = max_length or self.model.shape.max_seq_len
+        self.batch_size = self._auto_batch_size() if str(batch_size).startswith("auto") else int(batch_size)
         self.max_gen_toks = int(max_gen_toks)
         self.seed = int(seed)
         self.checkpoint = checkpoint
+
+    def _auto_batch_size(self, fixed: int = 8, start: int = 512) -> int:
+        """lm-eval's batch_size=auto: on a GPU the largest batch of max_length-token rows whose
+        forward pass fits (halving from `start` on out-of-memory, accelerate's search as lm-eval's
+        hf model does); on the CPU there is no device memory to probe, so a fixed size, said so."""
+        import sys
+
+        if self.device.type != "cuda":
+            print(f"llmexp: batch_size=auto: no accelerator memory to probe on {self.device.type}; using {fixed}",
+                  file=sys.stderr)
+            return fixed
+        from accelerate.utils import find_executable_batch_size
+
+        @find_executable_batch_size(starting_batch_size=start)
+        def probe(batch_size: int) -> int:
+            with torch.inference_mode():
+                tokens = torch.zeros(batch_size, self.max_length, dtype=torch.long, device=self.device)
+                F.log_softmax(self.model(tokens).float(), dim=-1)
+            return batch_size
+
+        size = probe()
+        torch.cuda.empty_cache()
+        print(f"llmexp: batch_size=auto: {size} rows of {self.max_length} tokens fit", file=sys.stderr)
+        return size
 
     @classmethod
     def from_model(cls, model: Llama, tokenizer: Tokenizer, **kwargs: Any) -> "LlmexpLM":
@@ -85,6 +108,11 @@ class LlmexpLM(TemplateLM):
     @property
     def eot_token_id(self) -> int:
         return self.tokenizer.eot_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        # As lm-eval's hf model: a document's first token is conditioned on bos when there is one.
+        return self.tokenizer.bos_id
 
     @property
     def device(self) -> torch.device:
@@ -102,7 +130,7 @@ class LlmexpLM(TemplateLM):
     def tok_decode(self, tokens: list[int], skip_special_tokens: bool = True, **kwargs: Any) -> str:
         if skip_special_tokens:  # as HF's decode in lm-eval's hf model: special tokens are not text
             tokens = [t for t in tokens if t not in self._special_ids]
-        return self.tokenizer.decode(tokens)
+        return self.tokenizer.decode(tokens)  # a padded vocabulary's extra ids decode to nothing
 
     def get_model_info(self) -> dict[str, Any]:
         return {"model_source": "llmexp", "model_name": str(self.checkpoint or "in-memory"),

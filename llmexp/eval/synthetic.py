@@ -3,7 +3,7 @@ to fresh prompts, exact match and the task's rule-based reward."""
 from __future__ import annotations
 
 from llmexp.checkpoints import checkpoint_path
-from llmexp.data.chat import TEMPLATES, render, stop_id
+from llmexp.data.chat import load_template, render, stop_id
 from llmexp.generate import generate
 from llmexp.models import Llama
 from llmexp.stages.posttrain import init_tokenizer, load_trained, saved_shape
@@ -16,7 +16,8 @@ def evaluate(run: str, task: str = "sort", n: int = 64, seed: int = 999, chat_te
     if task not in TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; known: {', '.join(TASKS)}")
     path = checkpoint_path(run)
-    tokenizer, template = init_tokenizer(run), TEMPLATES[chat_template]
+    tokenizer = init_tokenizer(run)
+    template = load_template(chat_template, tokenizer)
     model = load_trained(Llama(saved_shape(path)), path).eval()
     prompts = [r["prompt"] for r in prompt_records(n, seed)]
     ids = [render(tokenizer, template, [{"role": "user", "content": p}], generation_prompt=True).ids for p in prompts]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Optional
 
 from llmexp.tokenizers import Tokenizer
-from llmexp.tokenizers.hf import SAMPLE, check_same_ids
+from llmexp.tokenizers.hf import SAMPLE, TOKEN_IDS, check_same_ids
 from llmexp.tokenizers.tokenizer import EOT, tiktoken_bpe_bytes
-
 
 
 def hf_tokenizer(tok: Tokenizer):
@@ -56,10 +56,19 @@ def onig_pattern(pattern: str) -> str:
     return re.sub(r"(\{\d+(?:,\d*)?\})\+", r"\1", pattern)
 
 
-def save_hf_tokenizer(tok: Tokenizer, folder: str | os.PathLike, model_max_length: Optional[int] = None) -> None:
-    """tokenizer.json + tokenizer_config.json that `AutoTokenizer.from_pretrained` loads offline."""
+def save_hf_tokenizer(tok: Tokenizer, folder: str | os.PathLike, model_max_length: Optional[int] = None,
+                      chat_template: Optional[str] = None) -> None:
+    """tokenizer.json + tokenizer_config.json that `AutoTokenizer.from_pretrained` loads offline.
+    A tokenizer that came from a transformers folder is written back as it was, byte for byte
+    (special tokens, bos/eos, padding side, its own chat template); llmexp's own get
+    `chat_template` (Jinja), so `apply_chat_template` works on every export."""
     from transformers import PreTrainedTokenizerFast
 
+    if tok.hf_files is not None:
+        for f in tok.hf_files.iterdir():
+            if f.name not in (TOKEN_IDS, "generation_config.json"):  # those two belong to the model's config
+                shutil.copyfile(f, Path(folder) / f.name)
+        return
     specials = tok.encoding._special_tokens
     fast = PreTrainedTokenizerFast(
         tokenizer_object=hf_tokenizer(tok),
@@ -68,4 +77,5 @@ def save_hf_tokenizer(tok: Tokenizer, folder: str | os.PathLike, model_max_lengt
         model_max_length=model_max_length or int(1e30),
         clean_up_tokenization_spaces=False,
     )
+    fast.chat_template = chat_template
     fast.save_pretrained(str(folder))

@@ -1,5 +1,10 @@
 """A Llama-style decoder: RMSNorm, rotary embeddings, grouped-query attention, SwiGLU.
 
+The options of today's open families are fields of the shape: q/k/v biases (Qwen2), per-head
+q/k RMSNorm (Qwen3), a head width decoupled from d_model / n_heads (Qwen3), scaled RoPE
+(Llama-3.1 `llama3`, linear, YaRN: rope.py), a sliding attention window (Mistral v0.1) and
+tied embeddings. Every operation follows transformers' order so fp32 logits agree bit for bit.
+
 Plain PyTorch and nothing else: parallelism, activation checkpointing and compilation are
 applied from outside (llmexp/parallel/), the loss and batch format belong to the stages.
 Weight names follow Meta's Llama layout (tok_embeddings, layers.N.attention.wq, ...).
@@ -8,11 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from llmexp.models.rope import RopeScaling, apply_rope, rope_tables
 
 
 @dataclass
@@ -43,10 +50,34 @@ class LlamaShape:
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
     init_std: float = 0.02
+    head_dim: Optional[int] = None  # None: d_model // n_heads
+    attention_bias: str = "none"  # none | qkv (Qwen2) | all (q, k, v and o)
+    qk_norm: bool = False  # RMSNorm over each head's queries and keys before RoPE (Qwen3)
+    sliding_window: Optional[int] = None  # a token attends to itself and the window - 1 before it
+    rope_scaling: RopeScaling = RopeScaling()
 
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+    def __post_init__(self):
+        if self.head_dim is None:
+            object.__setattr__(self, "head_dim", self.d_model // self.n_heads)
+
+
+def shape_from_fields(model: Mapping[str, Any], vocab_size: int) -> LlamaShape:
+    """The shape for the model group's keys (`model.*`, a dict or the config dataclass)."""
+    get = model.get if isinstance(model, Mapping) else lambda key, default=None: getattr(model, key, default)
+    rope = RopeScaling(
+        kind=get("rope_scaling", "none"), factor=get("rope_factor", 1.0),
+        original_max_seq_len=get("rope_original_max_seq_len"), low_freq_factor=get("rope_low_freq_factor", 1.0),
+        high_freq_factor=get("rope_high_freq_factor", 4.0), beta_fast=get("rope_beta_fast", 32.0),
+        beta_slow=get("rope_beta_slow", 1.0), attention_factor=get("rope_attention_factor"),
+    )
+    return LlamaShape(
+        vocab_size=vocab_size, n_layers=get("n_layers"), d_model=get("d_model"), n_heads=get("n_heads"),
+        n_kv_heads=get("n_kv_heads") or get("n_heads"), ffn_dim=get("ffn_dim"), max_seq_len=get("max_seq_len"),
+        rope_theta=get("rope_theta", 10000.0), norm_eps=get("norm_eps", 1e-5),
+        tie_embeddings=get("tie_embeddings", False), init_std=get("init_std", 0.02), head_dim=get("head_dim"),
+        attention_bias=get("attention_bias", "none"), qk_norm=get("qk_norm", False),
+        sliding_window=get("sliding_window"), rope_scaling=rope,
+    )
 
 
 class RMSNorm(nn.Module):
@@ -60,36 +91,30 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
 
 
-def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables for rotary embeddings in the half-split layout (as in HF Llama)."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-    angles = torch.outer(torch.arange(max_seq_len, dtype=torch.float32), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return (x * cos + rotated * sin).type_as(x)
-
-
 class Attention(nn.Module):
     def __init__(self, shape: LlamaShape):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = shape.n_heads, shape.n_kv_heads, shape.head_dim
-        self.wq = nn.Linear(shape.d_model, shape.n_heads * shape.head_dim, bias=False)
-        self.wk = nn.Linear(shape.d_model, shape.n_kv_heads * shape.head_dim, bias=False)
-        self.wv = nn.Linear(shape.d_model, shape.n_kv_heads * shape.head_dim, bias=False)
-        self.wo = nn.Linear(shape.n_heads * shape.head_dim, shape.d_model, bias=False)
+        self.window = shape.sliding_window
+        qkv_bias = shape.attention_bias != "none"
+        self.wq = nn.Linear(shape.d_model, shape.n_heads * shape.head_dim, bias=qkv_bias)
+        self.wk = nn.Linear(shape.d_model, shape.n_kv_heads * shape.head_dim, bias=qkv_bias)
+        self.wv = nn.Linear(shape.d_model, shape.n_kv_heads * shape.head_dim, bias=qkv_bias)
+        self.wo = nn.Linear(shape.n_heads * shape.head_dim, shape.d_model, bias=shape.attention_bias == "all")
+        if shape.qk_norm:
+            self.q_norm = RMSNorm(shape.head_dim, shape.norm_eps)
+            self.k_norm = RMSNorm(shape.head_dim, shape.norm_eps)
 
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: Optional[torch.Tensor] = None,
         cache: Optional[tuple[torch.Tensor, torch.Tensor, int]] = None,
     ) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.wq(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.wk(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q = self.wq(x).view(b, t, self.n_heads, self.head_dim)
+        k = self.wk(x).view(b, t, self.n_kv_heads, self.head_dim)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # append to this layer's cache, attend over everything so far
@@ -98,11 +123,23 @@ class Attention(nn.Module):
             cache_v[:, :, start : start + t] = v
             k, v = cache_k[:, :, : start + t], cache_v[:, :, : start + t]
         gqa = self.n_kv_heads != self.n_heads
+        if self.window is not None and self.window < k.shape[2]:
+            mask = self._windowed(mask, q.shape[2], k.shape[2], q.device)
+        # scale given explicitly, as transformers does: sdpa's own 1/sqrt(d) may round differently
+        scale = self.head_dim ** -0.5
         if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=t > 1, enable_gqa=gqa, scale=scale)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa, scale=scale)
         return self.wo(out.transpose(1, 2).reshape(b, t, -1))
+
+    def _windowed(self, mask: Optional[torch.Tensor], t: int, keys: int, device) -> torch.Tensor:
+        """`mask` (or plain causality) restricted to the last `window` keys of each query; the
+        queries are the last `t` of `keys` positions (a cache holds the earlier ones)."""
+        query = torch.arange(keys - t, keys, device=device)[:, None]
+        key = torch.arange(keys, device=device)[None, :]
+        window = (key <= query) & (key > query - self.window)
+        return window if mask is None else mask & window
 
 
 class FeedForward(nn.Module):
@@ -139,7 +176,7 @@ class Llama(nn.Module):
         self.output = nn.Linear(shape.d_model, shape.vocab_size, bias=False)
         if shape.tie_embeddings:
             self.output.weight = self.tok_embeddings.weight
-        cos, sin = rope_tables(shape.head_dim, shape.max_seq_len, shape.rope_theta)
+        cos, sin = rope_tables(shape.head_dim, shape.max_seq_len, shape.rope_theta, shape.rope_scaling)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
@@ -149,7 +186,9 @@ class Llama(nn.Module):
         (GPT-2) so the residual stream's variance does not grow with depth."""
         std = self.shape.init_std
         for name, p in self.named_parameters():
-            if p.dim() == 1:
+            if name.endswith(".bias"):
+                nn.init.zeros_(p)
+            elif p.dim() == 1:
                 nn.init.ones_(p)
             elif name.endswith(("wo.weight", "w2.weight")):
                 nn.init.normal_(p, 0.0, std / math.sqrt(2 * self.shape.n_layers))

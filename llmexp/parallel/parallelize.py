@@ -40,11 +40,11 @@ def build_model(make: Callable[[], nn.Module], cfg: ParallelismConfig, device_me
 def _materialize(model: nn.Module, device: torch.device, seed: int, init_from: Optional[str]) -> None:
     import torch.distributed as dist
 
-    from llmexp.models.llama import rope_tables
+    from llmexp.models.rope import rope_tables
 
     model.to_empty(device=device)
     shape = model.shape
-    cos, sin = rope_tables(shape.head_dim, shape.max_seq_len, shape.rope_theta)  # buffers, not weights
+    cos, sin = rope_tables(shape.head_dim, shape.max_seq_len, shape.rope_theta, shape.rope_scaling)  # buffers, not weights
     model.rope_cos.copy_(cos)
     model.rope_sin.copy_(sin)
     if device.type == "cpu":
@@ -99,7 +99,13 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
     for block in model.layers:
         # Block.forward passes (x, cos, sin, mask, cache) positionally: only x is redistributed.
         rest = (None, None, None, None)
+        # q/k norms (Qwen3) act per head on this rank's heads (dim 2 of (b, t, heads, head_dim)):
+        # SequenceParallel over that dim keeps their weights replicated and all-reduces the grads.
+        # Biases of wq/wk/wv are split with their columns, wo's is added once after the reduce.
+        qk_norm = {f"attention.{n}": SequenceParallel(sequence_dim=2, use_local_output=True) for n in ("q_norm", "k_norm")
+                   if hasattr(block.attention, n)}
         parallelize_module(block, tp_mesh, {
+            **qk_norm,
             "attention_norm": SequenceParallel(),
             "attention": PrepareModuleInput(input_layouts=(Shard(1), *rest), desired_input_layouts=(Replicate(), *rest)),
             "attention.wq": ColwiseParallel(),

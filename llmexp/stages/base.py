@@ -11,6 +11,7 @@ import torch
 
 from llmexp.config.schema import Config
 from llmexp.models import Llama, LlamaShape
+from llmexp.models.llama import shape_from_fields
 from llmexp.optim import build_optimizer, lr_multiplier
 from llmexp.outcomes import Diverged
 from llmexp.parallel.checkpoint import PARAM_NAMES, optimizer_param_names, rescale_batch_progress
@@ -19,12 +20,7 @@ from llmexp.plan import Plan
 
 
 def model_shape(cfg: Config, vocab_size: int) -> LlamaShape:
-    m = cfg.model
-    return LlamaShape(
-        vocab_size=vocab_size, n_layers=m.n_layers, d_model=m.d_model, n_heads=m.n_heads,
-        n_kv_heads=m.n_kv_heads or m.n_heads, ffn_dim=m.ffn_dim, max_seq_len=m.max_seq_len,
-        rope_theta=m.rope_theta, norm_eps=m.norm_eps, tie_embeddings=m.tie_embeddings, init_std=m.init_std,
-    )
+    return shape_from_fields(cfg.model, vocab_size)
 
 
 class StageModule(L.LightningModule):

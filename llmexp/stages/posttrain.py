@@ -20,13 +20,14 @@ from torch.utils.data import DataLoader
 from llmexp.checkpoints import load_checkpoint, model_state_dict
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config
-from llmexp.data.chat import IGNORE, TEMPLATES, Skipped, read_records, stop_id
+from llmexp.data.chat import IGNORE, Skipped, load_template, read_records, stop_id
 from llmexp.data.resume import ResumableDataModule
 from llmexp.data.sampler import ResumableSampler
 from llmexp.data.sources import DataError
 from llmexp.generate import generate
 from llmexp.models import Llama, LlamaShape
 from llmexp.models.heads import ScalarModel
+from llmexp.models.llama import shape_from_fields
 from llmexp.hf_config import is_hf_folder, read_hf_config
 from llmexp.parallel.parallelize import data_parallel_rank_and_size, parallelize
 from llmexp.stages.base import StageModule
@@ -73,13 +74,7 @@ def saved_shape(path: str | Path) -> LlamaShape:
 
         return shape_from_hf_config(read_hf_config(path))
     cfg = load_checkpoint(path)["llmexp"]["config"]
-    m = cfg["model"]
-    return LlamaShape(
-        vocab_size=m["vocab_size"] or cfg["tokenizer"]["vocab_size"], n_layers=m["n_layers"], d_model=m["d_model"],
-        n_heads=m["n_heads"], n_kv_heads=m["n_kv_heads"] or m["n_heads"], ffn_dim=m["ffn_dim"],
-        max_seq_len=m["max_seq_len"], rope_theta=m["rope_theta"], norm_eps=m["norm_eps"],
-        tie_embeddings=m["tie_embeddings"], init_std=m["init_std"],
-    )
+    return shape_from_fields(cfg["model"], cfg["model"]["vocab_size"] or cfg["tokenizer"]["vocab_size"])
 
 
 def load_trained(model: nn.Module, path: str | Path, key: str = "init_from") -> nn.Module:
@@ -240,8 +235,12 @@ def example_datamodule(cfg: Config, plan, data: PostTrainData) -> ExampleDataMod
                              plan.steps * plan.grad_accumulation, cfg.trainer.num_workers)
 
 
-def template_of(cfg: Config):
-    return TEMPLATES[cfg.stage.chat_template]
+def template_of(cfg: Config, tokenizer: Tokenizer):
+    """stage.chat_template for this tokenizer (`model`: its own Jinja template when it has one)."""
+    try:
+        return load_template(cfg.stage.chat_template, tokenizer)
+    except DataError as err:
+        raise ConfigError("stage.chat_template", cfg.stage.chat_template, str(err)) from None
 
 
 # ---- shared math --------------------------------------------------------------------------

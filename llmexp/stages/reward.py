@@ -27,8 +27,8 @@ def prepare_pairs(cfg: Config, ref_fields=None, kl_rows: bool = False) -> PostTr
     skipped = Skipped()
     keys = dict(messages_field=s.messages_field, prompt_field=s.prompt_field, chosen_field=s.chosen_field,
                 rejected_field=s.rejected_field, truncation=s.truncation, skipped=skipped, ref_fields=ref_fields)
-    train = preference_pairs(train_records, tokenizer, template_of(cfg), seq_len_of(cfg), **keys)
-    val = preference_pairs(val_records, tokenizer, template_of(cfg), seq_len_of(cfg), **keys)
+    train = preference_pairs(train_records, tokenizer, template_of(cfg, tokenizer), seq_len_of(cfg), **keys)
+    val = preference_pairs(val_records, tokenizer, template_of(cfg, tokenizer), seq_len_of(cfg), **keys)
     require_examples(train, val, "pairs", skipped)
     pad = pad_id_of(tokenizer)
     return PostTrainData(tokenizer, train, val, lambda pairs: collate_pairs(pairs, pad, kl_rows),

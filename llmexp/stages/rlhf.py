@@ -41,7 +41,7 @@ from llmexp.stages.rewards import AdaptiveKLController, call_text_fn, load_calla
 def prepare_rlhf(cfg: Config) -> PostTrainData:
     s = cfg.stage
     tokenizer = init_tokenizer(cfg.init_from)
-    template = template_of(cfg)
+    template = template_of(cfg, tokenizer)
     for r in rewards_of(s):  # fail before training, not at the first rollout
         if r.kind == "callable":
             load_callable(r.source, r.key)
@@ -155,7 +155,7 @@ class RLHFModule(PostTrainModule):
     def sample(self, prompts: list[dict], generator: torch.Generator | None = None, model=None) -> dict:
         """`model`'s (default: the policy's) samples for `prompts`, scored by every reward."""
         s = self.cfg.stage
-        outs, texts = generate_replies(self.model if model is None else model, self.tokenizer, template_of(self.cfg),
+        outs, texts = generate_replies(self.model if model is None else model, self.tokenizer, template_of(self.cfg, self.tokenizer),
                                        [p["ids"] for p in prompts], s.max_new_tokens, s.temperature, s.top_k, s.top_p,
                                        generator)
         per_function = self.score(prompts, outs, texts)

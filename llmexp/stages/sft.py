@@ -21,8 +21,8 @@ def prepare_sft(cfg: Config) -> PostTrainData:
     seq, pad, skipped = seq_len_of(cfg), pad_id_of(tokenizer), Skipped()
     keys = dict(messages_field=s.messages_field, prompt_field=s.prompt_field, response_field=s.response_field,
                 loss_on=s.loss_on, truncation=s.truncation, skipped=skipped)
-    train = sft_examples(train_records, tokenizer, template_of(cfg), seq, **keys)
-    val = sft_examples(val_records, tokenizer, template_of(cfg), seq, **keys)
+    train = sft_examples(train_records, tokenizer, template_of(cfg, tokenizer), seq, **keys)
+    val = sft_examples(val_records, tokenizer, template_of(cfg, tokenizer), seq, **keys)
     require_examples(train, val, "records", skipped)
     return PostTrainData(tokenizer, sft_rows(train, seq, pad, s.packing), sft_rows(val, seq, pad, s.packing),
                          collate_rows, records_fingerprint(records), "rows", skipped)

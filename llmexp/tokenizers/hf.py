@@ -21,6 +21,11 @@ from llmexp.tokenizers.bpe import _unicode_to_byte
 from llmexp.tokenizers.kinds import register
 from llmexp.tokenizers.tokenizer import EOT, Tokenizer, tiktoken_bpe_bytes
 
+# Files of a transformers folder kept with the converted tokenizer (in its `hf/` subfolder).
+ORIGINALS_DIR = "hf"
+ORIGINAL_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                  "chat_template.json", "generation_config.json")
+TOKEN_IDS = "token_ids.json"  # bos/eos/pad ids of the folder's config.json
 # GPT-2's pattern: what a ByteLevel pre-tokenizer with use_regex=true applies.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 SAMPLE = (
@@ -71,9 +76,12 @@ def tokenizer_from_hf(folder: str | os.PathLike, cache_dir: Optional[str] = None
         if eos is None:
             raise ValueError(f"{folder}: no <|endoftext|> and no eos_token to stand for it")
         specials[EOT] = specials[eos]
-    key = hashlib.sha256(raw).hexdigest()[:16]
+    originals = _original_files(Path(folder).expanduser())
+    key = hashlib.sha256(b"".join(name.encode() + data for name, data in sorted(originals.items()))).hexdigest()[:16]
     out = cache_root(cache_dir) / "tokenizers" / f"hf-{key}"
     if not (out / "tokenizer.json").is_file():
+        for name, data in originals.items():  # kept byte for byte: export writes them back
+            atomic_write_bytes(out / ORIGINALS_DIR / name, data)
         atomic_write_bytes(out / "tokenizer.tiktoken", tiktoken_bpe_bytes(ranks))
         meta = {"name": f"hf-{key}", "pat_str": pattern, "special_tokens": specials, "ranks_file": "tokenizer.tiktoken"}
         atomic_write_text(out / "tokenizer.json", json.dumps(meta, indent=2))
@@ -82,6 +90,16 @@ def tokenizer_from_hf(folder: str | os.PathLike, cache_dir: Optional[str] = None
 
     check_same_ids(tok, HFTokenizer.from_str(raw.decode()).encode(SAMPLE, add_special_tokens=False).ids)
     return tok
+
+
+def _original_files(folder: Path) -> dict[str, bytes]:
+    """The folder's tokenizer files, generation config and the special-token ids of its
+    config.json: what an export needs to give the model back its tokens as they were."""
+    files = {name: (folder / name).read_bytes() for name in ORIGINAL_FILES if (folder / name).is_file()}
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    ids = {k: config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    files[TOKEN_IDS] = json.dumps(ids).encode()
+    return files
 
 
 def _pattern(pre: Optional[dict], path: Path) -> str:

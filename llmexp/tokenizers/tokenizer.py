@@ -5,7 +5,9 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -34,6 +36,34 @@ class Tokenizer:
         return self.encoding.n_vocab
 
     @property
+    def hf_files(self) -> Optional[Path]:
+        """For a tokenizer converted from a transformers folder: that folder's own tokenizer
+        files (tokenizer.json, tokenizer_config.json, chat template, ...), kept for export."""
+        folder = self.ranks_path.parent / "hf" if self.ranks_path is not None else None
+        return folder if folder is not None and folder.is_dir() else None
+
+    @cached_property
+    def hf_special_tokens(self) -> dict[str, str]:
+        """bos_token, eos_token, unk_token, pad_token as a converted transformers tokenizer's
+        tokenizer_config.json names them (what chat templates read); empty for llmexp's own."""
+        path = self.hf_files / "tokenizer_config.json" if self.hf_files is not None else None
+        config = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+        named = {}
+        for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
+            value = config.get(key)
+            value = value.get("content") if isinstance(value, dict) else value
+            if value is not None:
+                named[key] = value
+        return named
+
+    @property
+    def bos_id(self) -> int:
+        """The beginning-of-sequence id: a transformers tokenizer's bos_token, else <|endoftext|>
+        (what lm-eval's hf model conditions a document's first token on)."""
+        bos = self.hf_special_tokens.get("bos_token")
+        return self.encoding.encode_single_token(bos) if bos in self.encoding.special_tokens_set else self.eot_id
+
+    @property
     def eot_id(self) -> int:
         return self.encoding.eot_token
 
@@ -45,7 +75,13 @@ class Tokenizer:
         return self.encoding.encode_ordinary_batch(list(texts), num_threads=os.cpu_count() or 1)
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.encoding.decode(list(ids))
+        """Text of `ids`; ids without a token (a model's vocabulary padded past the tokenizer's,
+        as Qwen's and Llama's are) decode to nothing, as in transformers."""
+        return self.encoding.decode([i for i in ids if i in self.decodable])
+
+    @cached_property
+    def decodable(self) -> frozenset[int]:
+        return frozenset(self.encoding._mergeable_ranks.values()) | frozenset(self.encoding._special_tokens.values())
 
     def save(self, folder: Path) -> None:
         """Everything needed to rebuild this tokenizer offline, in `folder`."""
@@ -55,6 +91,8 @@ class Tokenizer:
             ranks = self.ranks_path.read_bytes()
             (folder / "tokenizer.tiktoken").write_bytes(ranks)
             meta["ranks_file"] = "tokenizer.tiktoken"
+        if self.hf_files is not None and self.hf_files != folder / "hf":
+            shutil.copytree(self.hf_files, folder / "hf", dirs_exist_ok=True)
         atomic_write_text(folder / "tokenizer.json", json.dumps(meta, indent=2))
 
     @classmethod

@@ -3,6 +3,7 @@ tasks, the in-training callback, intrinsic metrics, and the config rules around 
 from __future__ import annotations
 
 import json
+import shutil
 import math
 
 import pytest
@@ -115,10 +116,12 @@ def test_init_from_transformers_folder_rules(exported, tmp_path):
     cfg = llmexp.compose([f"init_from={folder}", "trainer.seq_len=64"])  # continued pretraining
     assert (cfg.model.d_model, cfg.model.n_layers) == (model.shape.d_model, model.shape.n_layers)
     assert cfg.tokenizer.kind == "hf" and cfg.tokenizer.name == str(folder.resolve())
-    qwen = tmp_path / "qwen"
-    qwen.mkdir()
     config = json.loads((folder / "config.json").read_text())
-    (qwen / "config.json").write_text(json.dumps({**config, "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}))
-    (qwen / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
-    with pytest.raises(ConfigError, match="biases"):
-        llmexp.compose(["stage=eval", f"init_from={qwen}", "eval=smoke"])
+    for arch in ("Qwen2ForCausalLM", "GemmaForCausalLM"):
+        other = tmp_path / arch
+        shutil.copytree(folder, other)
+        (other / "config.json").write_text(json.dumps({**config, "architectures": [arch]}))
+    cfg = llmexp.compose(["stage=eval", f"init_from={tmp_path / 'Qwen2ForCausalLM'}", "eval=smoke"])
+    assert (cfg.model.family, cfg.model.attention_bias) == ("qwen2", "qkv")  # the family's options, adopted
+    with pytest.raises(ConfigError, match="GemmaForCausalLM is not supported"):
+        llmexp.compose(["stage=eval", f"init_from={tmp_path / 'GemmaForCausalLM'}", "eval=smoke"])

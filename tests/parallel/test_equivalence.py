@@ -38,3 +38,15 @@ def test_meta_init_allocates_only_shards_and_still_learns(reference, tmp_path):
     assert summary["initial_val_loss"] != pytest.approx(reference["initial_val_loss"], abs=1e-5)
     assert summary["val_loss"] < summary["initial_val_loss"] - 0.3
     assert summary["val_loss"] == pytest.approx(reference["val_loss"], abs=0.15)
+
+
+@pytest.mark.slow  # two trainings, one of them 2 processes
+def test_tp_shards_family_options_like_a_single_process(tmp_path):
+    """Qwen-style options under TP: q/k/v and o biases split with their columns/added once,
+    q/k norms replicated over this rank's heads with their gradients all-reduced."""
+    options = ("model.attention_bias=all", "model.qk_norm=true", "model.head_dim=32")
+    single = train("single", tmp_path / "single", STEPS, *options)
+    tp = train("tp", tmp_path / "tp", STEPS, *options)
+    assert single["val_loss"] < single["initial_val_loss"] - 0.3
+    assert tp["initial_val_loss"] == pytest.approx(single["initial_val_loss"], abs=1e-5)
+    assert tp["val_loss"] == pytest.approx(single["val_loss"], abs=1e-3)

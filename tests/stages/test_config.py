@@ -69,7 +69,7 @@ def test_lora_trainable_parameters_in_the_plan(fake_run):
 @pytest.mark.parametrize("overrides,message", [
     (["stage=sft", "stage.loss_on=prompt"], "stage.loss_on='prompt': allowed: assistant, all"),
     (["stage=sft", "stage.truncation=middle"], "stage.truncation='middle': allowed: error, left, right, drop"),
-    (["stage=sft", "stage.chat_template=llama3"], "stage.chat_template='llama3': allowed: chatml, plain"),
+    (["stage=sft", "stage.chat_template=llama3"], "stage.chat_template='llama3': model (the model's own Jinja template"),
     (["stage=sft", "stage.dataset=/no/such.jsonl"], "stage.dataset='/no/such.jsonl': no such file"),
     (["stage=sft", "stage.lora.enabled=true", "stage.lora.targets=[q_proj]"], "stage.lora.targets=['q_proj']"),
     (["stage=sft", "stage.lora.enabled=true", "stage.lora.quantize=nf4", "trainer.accelerator=cpu"],

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Literal, Optional
 
-from llmexp.config.checks import positive, require
+from llmexp.config.checks import choice, positive, require
 
 
 @dataclass
@@ -17,6 +17,8 @@ class EvalConfig:
     num_fewshot: Optional[int] = None  # None: each task's own default
     limit: Optional[float] = None  # per task: a count (>= 1) or a fraction (< 1) of its documents
     batch_size: int = 8
+    # stage=eval scores in this, whatever the training precision
+    dtype: str = choice(Literal["float32", "bfloat16", "float16"], "float32")
     max_gen_toks: int = 256  # generate_until's default when a task gives none
     every_n_steps: Optional[int] = None  # in-training evaluation interval (optimizer steps)
     intrinsic_text: Optional[str] = None  # stage=eval: "val" (the data group's held-out split) or a .txt/.jsonl file

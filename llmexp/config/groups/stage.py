@@ -15,6 +15,7 @@ from llmexp.config.checks import choice, in_range, positive, require
 
 LoraTarget = Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]
 LORA_TARGETS: tuple[str, ...] = LoraTarget.__args__
+CHAT_TEMPLATES = ("model", "chatml", "plain")  # or a .jinja file
 
 
 @dataclass
@@ -50,7 +51,9 @@ class PostTrainStageConfig(StageConfig):
     hf_split: str = "train"  # for hf:<name>
     val_fraction: float = 0.1  # records held out for validation
     split_seed: int = 1234
-    chat_template: str = choice(Literal["chatml", "plain"], "chatml")  # chatml uses reserved special tokens
+    # model: the model's own Jinja template (a transformers tokenizer's), else chatml when the tokenizer
+    # reserves its tokens, else plain | chatml | plain | a path to a .jinja file
+    chat_template: str = "model"
     truncation: str = choice(Literal["error", "left", "right", "drop"], "error")  # a record longer than trainer.seq_len
     messages_field: str = "messages"  # [{role, content}, ...]; else prompt_field (+ response)
     prompt_field: str = "prompt"
@@ -169,6 +172,9 @@ def check_stage(s: Any) -> None:
         require(os.path.exists(pattern) or bool(glob.glob(pattern, recursive=True)), "stage.dataset", s.dataset,
                 "no such file, folder or glob match (or use hf:<name>, synthetic:<task>)")
     in_range("stage.val_fraction", s.val_fraction, 0.0, 0.5, low_open=True, high_open=True)
+    require(s.chat_template in CHAT_TEMPLATES or (s.chat_template.endswith(".jinja") and os.path.isfile(
+        os.path.expanduser(s.chat_template))), "stage.chat_template", s.chat_template,
+        "model (the model's own Jinja template, else chatml/plain), chatml, plain, or an existing .jinja file")
     positive("stage.synthetic_records", s.synthetic_records)
     lora = s.lora
     if lora.enabled:
