@@ -156,6 +156,7 @@ def _summary(cfg, plan, run_dir, trainer, module, baseline, initial_val, seconds
     train = metrics.get("train/loss", [])
     return {
         "status": "finished",
+        "val_loss_meaning": module.val_loss_meaning,  # what val/loss measures for this stage, in its units
         "run_dir": str(run_dir),
         "val_loss": float(trainer.callback_metrics["val/loss"]),
         "best_val_loss": min((v for _, v in val), default=None),
@@ -175,7 +176,7 @@ def _summary(cfg, plan, run_dir, trainer, module, baseline, initial_val, seconds
 def _print_outcome(summary: dict[str, Any], run_dir: Path) -> None:
     baseline = summary["val_unigram_entropy"]
     print(
-        f"\nvalidation loss {summary['initial_val_loss']:.3f} -> {summary['val_loss']:.3f} nats/token "
+        f"\nvalidation loss {summary['initial_val_loss']:.3f} -> {summary['val_loss']:.3f} ({summary['val_loss_meaning']}) "
         + (f"(unigram entropy of the validation text: {baseline:.3f}) " if baseline is not None else "")
         + f"after {summary['steps']} steps, {summary['tokens']:,} tokens, {summary['wall_seconds']:.0f} s\n"
         f"  run folder   {run_dir}\n"
