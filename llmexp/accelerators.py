@@ -1,6 +1,8 @@
-"""Accelerators the plan can estimate time for: dense bf16 peak FLOP/s and memory (vendor specs)."""
+"""Accelerators the plan can estimate time and memory for: dense bf16 peak FLOP/s and memory
+(vendor specs), and this machine's CPU for CPU runs."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -15,23 +17,41 @@ GiB = 1024**3
 ACCELERATORS = {
     a.name: a
     for a in (
+        Accelerator("v100", 125e12, 32 * GiB),  # fp16 tensor cores (no bf16)
+        Accelerator("a100-40gb", 312e12, 40 * GiB),
         Accelerator("a100", 312e12, 80 * GiB),
+        Accelerator("a10g", 125e12, 24 * GiB),
+        Accelerator("l4", 121e12, 24 * GiB),
         Accelerator("h100", 989e12, 80 * GiB),
         Accelerator("h200", 989e12, 141 * GiB),
+        Accelerator("gh200", 989e12, 96 * GiB),
+        Accelerator("h20", 148e12, 96 * GiB),
         Accelerator("b200", 2250e12, 180 * GiB),
+        Accelerator("gb200", 2500e12, 186 * GiB),
+        Accelerator("mi250x", 383e12, 128 * GiB),
         Accelerator("mi300x", 1307e12, 192 * GiB),
+        Accelerator("mi325x", 1307e12, 256 * GiB),
         Accelerator("l40s", 362e12, 48 * GiB),
-        Accelerator("a10g", 125e12, 24 * GiB),
+        Accelerator("rtx4090", 165e12, 24 * GiB),
+        Accelerator("tpu-v5p", 459e12, 95 * GiB),
     )
 }
+
+
+def cpu() -> Accelerator:
+    """This machine's CPU as the plan's device: its RAM (psutil, imported here so a plan for a
+    GPU never pays for it) and a nominal peak of 32 fp32 FLOP per cycle per core (two AVX2 FMA
+    units) at 2.5 GHz; no vendor table exists for CPUs, so the time estimate is rough."""
+    import psutil
+
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return Accelerator("cpu", cores * 2.5e9 * 32, float(psutil.virtual_memory().total))
 
 
 def nvidia_gpu_present() -> bool:
     """Whether this machine shows an NVIDIA GPU to this process, asked of the driver's /proc
     entries rather than torch, so the validate pass stays free of torch (CUDA_VISIBLE_DEVICES=""
     or "-1" hides them, as it does from CUDA)."""
-    import os
-
     if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
         return False
     gpus = "/proc/driver/nvidia/gpus"

@@ -14,7 +14,7 @@ from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config
 from llmexp.io import atomic_write_text
 from llmexp.parallel.checkpoint import loadable_checkpoint
-from llmexp.plan import GiB, Plan, format_plan, layout_of
+from llmexp.plan import GiB, Plan, format_plan, layout_of, resolve_auto
 from llmexp.rundir import check_same_experiment, config_dict, flatten, resolve_run_dir, write_run_files
 
 # Callbacks a caller adds to the run's Trainer, made once the run folder and tokenizer exist
@@ -61,7 +61,8 @@ def run(cfg: Config, plan: Plan, argv: list[str], extra_callbacks: ExtraCallback
 
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     preflight(plan, accelerator)
-    meta = write_run_files(cfg, run_dir, plan, argv)
+    meta = write_run_files(cfg, run_dir, plan, argv)  # the config as given: a resume re-derives the same choice
+    cfg = resolve_auto(cfg)  # parallelism=auto: build with the checkpointing and micro-batch the plan chose
     print(format_plan(plan), flush=True)
 
     import lightning as L
