@@ -87,11 +87,12 @@ class Memory:
     activations_checkpointed: float  # full: block inputs kept, one block recomputed at a time; selective: matmul outputs kept
     activation_checkpointing: bool
     gathered: float = 0.0  # fsdp: transient all-gathered weights and unsharded gradients of the blocks in flight
+    accumulated_gradients: float = 0.0  # fsdp: unsharded gradients kept between micro-batches (reduced on the last only)
 
     @property
     def total(self) -> float:
         acts = self.activations_checkpointed if self.activation_checkpointing else self.activations
-        return self.weights + self.gradients + self.optimizer + acts + self.gathered
+        return self.weights + self.gradients + self.optimizer + acts + self.gathered + self.accumulated_gradients
 
 
 @dataclass
@@ -122,6 +123,7 @@ class Plan:
     mfu: float
     estimated_seconds: float
     layout_reason: str = ""  # parallelism=auto: why this layout, checkpointing and micro-batch
+    reduce_every_microbatch: bool = False  # fsdp with accumulation: True when unsharded gradients would not fit
     warnings: List[str] = field(default_factory=list)
     params_trainable: Optional[int] = None  # what the optimizer updates (LoRA adapters, heads); None: all
 
@@ -181,6 +183,17 @@ def derive(cfg: Config) -> Plan:
     seconds = total_flops / (world * accelerator.peak_bf16_flops * p.mfu)
     memory = estimate_memory(cfg, params, seq, layout)
     capacity = per_device_capacity(cfg, accelerator)
+    # FSDP with accumulation: reduce-scatter gradients only after the last micro-batch (one
+    # collective per step instead of one per micro-batch), which keeps every block's unsharded
+    # gradient until then (FSDP2 accumulates them in the reduce dtype); where that does not fit,
+    # reduce every micro-batch, as ZeRO-3 does.
+    reduce_every_microbatch = False
+    if layout.strategy in ("fsdp", "fsdp_tp") and layout.dp > 1 and accumulation > 1:
+        kept = params.total / layout.tp * (2 if cfg.parallelism.precision == "bf16-true" else 4)  # this TP rank's
+        if memory.total + kept <= FIT * capacity:
+            memory.accumulated_gradients = kept
+        else:
+            reduce_every_microbatch = True
 
     warnings = []
     if memory.total > FIT * capacity:
@@ -220,6 +233,7 @@ def derive(cfg: Config) -> Plan:
         mfu=p.mfu,
         estimated_seconds=seconds,
         layout_reason=reason,
+        reduce_every_microbatch=reduce_every_microbatch,
         warnings=warnings,
         params_trainable=trainable_params(cfg, params),
     )
@@ -332,6 +346,10 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
         f"    gradients     {mem.gradients / GiB:>17.2f} GiB",
         f"    optimizer     {mem.optimizer / GiB:>17.2f} GiB  (AdamW, 2 fp32 moments)",
         *([f"    fsdp gathered {mem.gathered / GiB:>17.2f} GiB  (blocks all-gathered in flight)"] if mem.gathered else []),
+        *([f"    accumulated   {mem.accumulated_gradients / GiB:>17.2f} GiB  (unsharded gradients, reduce-scattered "
+           "after the last micro-batch)"] if mem.accumulated_gradients else []),
+        *(["    gradients reduce-scattered every micro-batch (unsharded ones would not fit)"]
+          if plan.reduce_every_microbatch else []),
         f"    activations   {mem.activations / GiB:>17.2f} GiB  without checkpointing, "
         f"{mem.activations_checkpointed / GiB:.2f} GiB with",
         f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at {plan.mfu:.0%} MFU"

@@ -13,7 +13,7 @@ from llmexp.config.schema import Config
 from llmexp.models import Llama, LlamaShape
 from llmexp.optim import build_optimizer, lr_multiplier
 from llmexp.parallel.checkpoint import PARAM_NAMES, optimizer_param_names, rescale_batch_progress
-from llmexp.parallel.parallelize import build_model, data_parallel_rank_and_size
+from llmexp.parallel.parallelize import build_model, data_parallel_rank_and_size, set_gradient_sync
 from llmexp.plan import Plan
 
 
@@ -58,8 +58,17 @@ class StageModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # FSDP: reduce-scatter gradients after the last micro-batch of a step only, unless the
+        # plan found no room for the unsharded gradients in between.
+        if self.trainer.accumulate_grad_batches > 1 and not self.plan.reduce_every_microbatch:
+            set_gradient_sync(self, self._is_last_microbatch(batch_idx))
+
+    def _is_last_microbatch(self, batch_idx: int) -> bool:
+        return (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if (batch_idx + 1) % self.trainer.accumulate_grad_batches:
+        if not self._is_last_microbatch(batch_idx):
             return
         now = time.perf_counter()
         if self._last_step_time is not None and self.global_step % self.cfg.trainer.log_every == 0:
