@@ -17,9 +17,9 @@ GiB = 1024**3
 ACCELERATORS = {
     a.name: a
     for a in (
-        Accelerator("v100", 125e12, 32 * GiB),  # fp16 tensor cores (no bf16)
-        Accelerator("a100-40gb", 312e12, 40 * GiB),
         Accelerator("a100", 312e12, 80 * GiB),
+        Accelerator("a100-40gb", 312e12, 40 * GiB),
+        Accelerator("v100", 125e12, 32 * GiB),  # fp16 tensor cores (no bf16)
         Accelerator("a10g", 125e12, 24 * GiB),
         Accelerator("l4", 121e12, 24 * GiB),
         Accelerator("h100", 989e12, 80 * GiB),

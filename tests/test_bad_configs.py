@@ -49,7 +49,7 @@ BAD = [
     (["init_from=/tmp"], "init_from='/tmp'", "checkpoints/last.ckpt"),
     (["plan=explicit", "trainer.max_tokens=null"], "trainer.max_steps=None", "needs a budget"),
     (["plan.mfu=1.5"], "plan.mfu=1.5", "(0, 1]"),
-    (["plan.accelerator=tpu-v9"], "plan.accelerator='tpu-v9'", "allowed: v100, a100-40gb, a100, "),
+    (["plan.accelerator=tpu-v9"], "plan.accelerator='tpu-v9'", "allowed: a100"),
     (["dry_run=maybe"], "dry_run='maybe'", "false, true, json"),
     (["resume=/no/such/run"], "resume='/no/such/run'", "no such checkpoint"),
     (["model.n_layers"], "override='model.n_layers'", "key=value"),
