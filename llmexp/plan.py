@@ -11,10 +11,10 @@ Conventions (documented in the README, "The plan"):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import List, Optional
 
-from llmexp.accelerators import ACCELERATORS
+from llmexp.accelerators import ACCELERATORS, Accelerator, cpu
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config, ModelConfig
 from llmexp.layout import SHARDED, Layout, explicit_layout, world_size
@@ -99,11 +99,12 @@ class Memory:
     activations_checkpointed: float  # full: block inputs kept, one block recomputed at a time; selective: matmul outputs kept
     activation_checkpointing: bool
     gathered: float = 0.0  # fsdp: transient all-gathered weights and unsharded gradients of the blocks in flight
+    accumulated_gradients: float = 0.0  # fsdp: unsharded gradients kept between micro-batches (reduced on the last only)
 
     @property
     def total(self) -> float:
         acts = self.activations_checkpointed if self.activation_checkpointing else self.activations
-        return self.weights + self.gradients + self.optimizer + acts + self.gathered
+        return self.weights + self.gradients + self.optimizer + acts + self.gathered + self.accumulated_gradients
 
 
 # fp32 values of optimizer state per parameter. Adafactor keeps one row and one column vector
@@ -136,9 +137,12 @@ class Plan:
     precision: str
     strategy: str
     memory: Memory
-    accelerator: str
+    accelerator: str  # the device the run is planned on: plan.accelerator, or "cpu" for trainer.accelerator=cpu
+    device_memory: float  # bytes per device: the accelerator's memory, or the CPU's RAM / processes
     mfu: float
     estimated_seconds: float
+    layout_reason: str = ""  # parallelism=auto: why this layout, checkpointing and micro-batch
+    reduce_every_microbatch: bool = False  # fsdp with accumulation: True when unsharded gradients would not fit
     warnings: List[str] = field(default_factory=list)
     optimizer: str = OPTIMIZER_STATE_TEXT["adamw"]  # what the optimizer memory holds
     on_cpu: bool = False  # trainer.accelerator=cpu: the estimate (priced on `accelerator`) is not this run's
@@ -165,6 +169,10 @@ def seq_len_of(cfg: Config) -> int:
 
 
 def derive(cfg: Config) -> Plan:
+    """The plan of `cfg`; for parallelism=auto, of the layout, checkpointing and micro-batch the
+    planner chooses (the run builds the same: run.py applies resolve_auto)."""
+    reason = choose_layout(cfg).reason if cfg.parallelism.strategy == "auto" else ""
+    cfg = resolve_auto(cfg)
     m, t, p = cfg.model, cfg.trainer, cfg.plan
     vocab = vocab_size_of(cfg)
     seq = seq_len_of(cfg)
@@ -192,10 +200,28 @@ def derive(cfg: Config) -> Plan:
 
     fpt = flops_per_token(m, params, seq)
     total_flops = float(fpt) * tokens
-    accelerator = ACCELERATORS[p.accelerator]
+    accelerator = device_of(cfg)
     seconds = total_flops / (world * accelerator.peak_bf16_flops * p.mfu)
+    memory = estimate_memory(cfg, params, seq, layout)
+    capacity = per_device_capacity(cfg, accelerator)
+    # FSDP with accumulation: reduce-scatter gradients only after the last micro-batch (one
+    # collective per step instead of one per micro-batch), which keeps every block's unsharded
+    # gradient until then (FSDP2 accumulates them in the reduce dtype); where that does not fit,
+    # reduce every micro-batch, as ZeRO-3 does.
+    reduce_every_microbatch = False
+    if layout.strategy in ("fsdp", "fsdp_tp") and layout.dp > 1 and accumulation > 1:
+        kept = params.total / layout.tp * (2 if cfg.parallelism.precision == "bf16-true" else 4)  # this TP rank's
+        if memory.total + kept <= FIT * capacity:
+            memory.accumulated_gradients = kept
+        else:
+            reduce_every_microbatch = True
 
     warnings = []
+    if memory.total > FIT * capacity:
+        warnings.append(
+            f"needs {memory.total / GiB:.1f} GiB per device but {accelerator.name} has {capacity / GiB:.1f} GiB "
+            f"({FIT:.0%} usable): {_fit_advice(cfg)}"
+        )
     if cfg.optimizer.warmup_steps >= steps:
         warnings.append(
             f"optimizer.warmup_steps={cfg.optimizer.warmup_steps} >= {steps} steps: "
@@ -222,10 +248,13 @@ def derive(cfg: Config) -> Plan:
         total_flops=total_flops,
         precision=cfg.parallelism.precision,
         strategy=layout.strategy if layout.tp == 1 else f"{layout.strategy} (dp {layout.dp} x tp {layout.tp})",
-        memory=estimate_memory(cfg, params, seq, layout),
+        memory=memory,
         accelerator=accelerator.name,
+        device_memory=capacity,
         mfu=p.mfu,
         estimated_seconds=seconds,
+        layout_reason=reason,
+        reduce_every_microbatch=reduce_every_microbatch,
         warnings=warnings,
         optimizer=OPTIMIZER_STATE_TEXT[cfg.optimizer.name],
         on_cpu=t.accelerator == "cpu",
@@ -333,11 +362,17 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
         f"  steps           {plan.steps:>20,}",
         f"  tokens          {plan.tokens:>20,}  ({plan.tokens_per_param:.1f} tokens/param; budget from {plan.budget_source})",
         f"  total FLOPs     {plan.total_flops:>20.3e}",
-        f"  memory/device   {mem.total / GiB:>17.2f} GiB  ({plan.strategy}, precision {plan.precision}, activation checkpointing {ckpt})",
+        f"  memory/device   {mem.total / GiB:>17.2f} GiB  of {plan.device_memory / GiB:.1f} GiB on {plan.accelerator}"
+        f"  ({plan.strategy}, precision {plan.precision}, activation checkpointing {ckpt})",
+        *([f"    layout        {plan.layout_reason}"] if plan.layout_reason else []),
         f"    weights       {mem.weights / GiB:>17.2f} GiB",
         f"    gradients     {mem.gradients / GiB:>17.2f} GiB",
         f"    optimizer     {mem.optimizer / GiB:>17.2f} GiB  ({plan.optimizer})",
         *([f"    fsdp gathered {mem.gathered / GiB:>17.2f} GiB  (blocks all-gathered in flight)"] if mem.gathered else []),
+        *([f"    accumulated   {mem.accumulated_gradients / GiB:>17.2f} GiB  (unsharded gradients, reduce-scattered "
+           "after the last micro-batch)"] if mem.accumulated_gradients else []),
+        *(["    gradients reduce-scattered every micro-batch (unsharded ones would not fit)"]
+          if plan.reduce_every_microbatch else []),
         f"    activations   {mem.activations / GiB:>17.2f} GiB  without checkpointing, "
         f"{mem.activations_checkpointed / GiB:.2f} GiB with",
         _time_line(plan),
@@ -347,41 +382,136 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
 
 
 def _time_line(plan: Plan) -> str:
-    if plan.on_cpu:  # FLOP-rate estimates price accelerators; a CPU's rate varies too much to guess
-        return (f"  time estimate   {'none on the CPU':>20}  (this run is on the CPU; on {plan.world_size} x "
-                f"{plan.accelerator} at {plan.mfu:.0%} MFU it would take {_duration(plan.estimated_seconds)})")
-    return (f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at "
-            f"{plan.mfu:.0%} MFU  ({plan.estimated_seconds * plan.world_size / 3600:,.0f} {plan.accelerator}-hours)")
+    line = (f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at "
+            f"{plan.mfu:.0%} MFU")
+    if plan.on_cpu:  # no vendor peak exists for a CPU: llmexp.accelerators.cpu() assumes a nominal one
+        return line + "  (rough: a nominal CPU peak)"
+    return line + f"  ({plan.estimated_seconds * plan.world_size / 3600:,.0f} {plan.accelerator}-hours)"
 
 
-def _replica_bytes(cfg: Config) -> float:
-    """Per-device bytes of a full replica (ddp), from the plan's own memory model."""
-    params = count_params(cfg.model, vocab_size_of(cfg))
-    memory = estimate_memory(cfg, params, seq_len_of(cfg), Layout("ddp", world_size(cfg), 1))
-    return memory.total
+FIT = 0.9  # share of a device's memory a plan may use: the rest is the CUDA context, allocator slack, buffers
 
 
-def auto_layout(cfg: Config) -> Layout:
-    """`strategy=auto`: one device -> single; a full replica fits in 85% of the accelerator's
-    memory -> ddp; otherwise fsdp over every device, and 2-D fsdp_tp (tp within a node, at most
-    8, dividing the heads) when even a 1/world shard of weights and state would not fit."""
+def device_of(cfg: Config) -> Accelerator:
+    """The device the run is planned on: this machine's CPU for trainer.accelerator=cpu, else
+    plan.accelerator (auto and gpu plan for the GPU the run is meant for, even from a laptop)."""
+    return cpu() if cfg.trainer.accelerator == "cpu" else ACCELERATORS[cfg.plan.accelerator]
+
+
+def per_device_capacity(cfg: Config, device: Accelerator) -> float:
+    """Bytes one device may hold: a GPU's memory; on the CPU every process shares the RAM."""
+    return device.memory_bytes / world_size(cfg) if device.name == "cpu" else device.memory_bytes
+
+
+def _fit_advice(cfg: Config) -> str:
+    if cfg.parallelism.strategy == "auto":
+        return "no layout, checkpointing or micro-batch fits: use more devices or a smaller model"
+    return ("use parallelism=auto (it picks a layout, activation checkpointing and micro-batch that fit), "
+            "a sharded parallelism, parallelism.activation_checkpointing=true, a smaller trainer.micro_batch_size "
+            "or more devices")
+
+
+@dataclass(frozen=True)
+class LayoutChoice:
+    """What `parallelism.strategy=auto` runs with: a layout and the two memory knobs."""
+    layout: Layout
+    checkpointing: str  # off | selective | full
+    micro_batch_size: int
+    bytes_per_device: float
+    fits: bool
+    reason: str
+
+
+# Relative step time of each option, for picking the cheapest layout that fits (rough, from the
+# work each adds): full checkpointing recomputes the forward (+1/3 of 6N); selective recomputes
+# only pointwise ops; FSDP's gathers overlap compute but cost some; TP's per-block collectives sit
+# on the critical path and grow with the degree; each halving of the micro-batch lowers matmul
+# efficiency and adds a pass of FSDP gathers.
+CHECKPOINTING_COST = {"off": 1.0, "selective": 1.05, "full": 4 / 3}
+LAYOUT_COST = {"single": 1.0, "ddp": 1.0, "fsdp": 1.05}
+TP_COST_PER_DOUBLING = 0.12
+HALVING_COST = 1.08
+
+
+def _candidate_layouts(cfg: Config) -> List[Layout]:
     world = world_size(cfg)
     if world == 1:
-        return Layout("single", 1, 1)
-    budget = 0.85 * ACCELERATORS[cfg.plan.accelerator].memory_bytes
-    if _replica_bytes(cfg) <= budget:
-        return Layout("ddp", world, 1)
-    n = count_params(cfg.model, vocab_size_of(cfg)).total
-    if 16 * n / world <= 0.5 * budget:  # fp32 weights + grads + 2 AdamW moments, sharded
-        return Layout("fsdp", world, 1)
+        return [Layout("single", 1, 1)]
     m = cfg.model
-    kv = m.n_kv_heads or m.n_heads
-    for tp in (8, 4, 2):
-        if cfg.trainer.devices % tp == 0 and kv % tp == 0 and m.ffn_dim % tp == 0:
-            return Layout("fsdp_tp", world // tp, tp)
-    return Layout("fsdp", world, 1)
+    seq = seq_len_of(cfg)
+    out = [Layout("ddp", world, 1), Layout("fsdp", world, 1)]
+    for tp in (2, 4, 8):  # TP within a node
+        if all(n % tp == 0 for n in (cfg.trainer.devices, m.n_heads, m.n_kv_heads or m.n_heads, m.ffn_dim, seq)):
+            out.append(Layout("fsdp_tp", world // tp, tp))
+    return out
+
+
+def _cost(layout: Layout, checkpointing: str, halvings: int) -> float:
+    base = LAYOUT_COST.get(layout.strategy, 1.0 + TP_COST_PER_DOUBLING * math.log2(max(layout.tp, 1)))
+    return base * CHECKPOINTING_COST[checkpointing] * HALVING_COST**halvings
+
+
+def choose_layout(cfg: Config) -> LayoutChoice:
+    """`strategy=auto`: of every layout (ddp, fsdp, fsdp_tp with tp 2/4/8 within a node),
+    activation checkpointing (off, selective, full; never below what the config asks) and
+    micro-batch (the configured one, halved down to 1; rlhf keeps it: it does not accumulate),
+    the cheapest by the costs above whose memory fits FIT of the device; none fits -> the
+    smallest, with a warning in the plan."""
+    p, t = cfg.parallelism, cfg.trainer
+    device = device_of(cfg)
+    budget = FIT * per_device_capacity(cfg, device)
+    params = count_params(cfg.model, vocab_size_of(cfg))
+    seq = seq_len_of(cfg)
+    modes = ["off", "selective", "full"]
+    if p.activation_checkpointing:  # the user asked for it: a floor, never turned off
+        modes = ["selective", "full"] if p.activation_checkpointing_mode == "selective" else ["full"]
+    micros = [t.micro_batch_size]
+    while cfg.stage.name != "rlhf" and micros[-1] % 2 == 0:
+        micros.append(micros[-1] // 2)
+    options = []
+    for layout in _candidate_layouts(cfg):
+        for mode in modes:
+            for halvings, micro in enumerate(micros):
+                knobs = replace(cfg, trainer=replace(t, micro_batch_size=micro), parallelism=replace(
+                    p, activation_checkpointing=mode != "off",
+                    activation_checkpointing_mode=p.activation_checkpointing_mode if mode == "off" else mode))
+                total = estimate_memory(knobs, params, seq, layout).total
+                options.append((_cost(layout, mode, halvings), total, layout, mode, micro))
+    fitting = [o for o in options if o[1] <= budget]
+    cost, total, layout, mode, micro = min(fitting, key=lambda o: o[:2]) if fitting else min(options, key=lambda o: o[1])
+    def describe(layout: Layout, mode: str, micro: int) -> str:
+        name = layout.strategy if layout.tp == 1 else f"{layout.strategy} (dp {layout.dp} x tp {layout.tp})"
+        return f"{name}, activation checkpointing {mode}, micro-batch {micro}"
+
+    _, cheapest_total, *cheapest = min(options, key=lambda o: o[:2])
+    if not fitting:
+        reason = f"{describe(layout, mode, micro)}: the smallest option ({total / GiB:.1f} GiB) and still over {budget / GiB:.1f} GiB"
+    elif cheapest_total <= budget:
+        reason = f"{describe(layout, mode, micro)}: the cheapest option, {total / GiB:.1f} GiB of {budget / GiB:.1f} GiB usable on {device.name}"
+    else:
+        reason = (f"{describe(layout, mode, micro)}: the cheapest that fits {budget / GiB:.1f} GiB usable on {device.name} "
+                  f"({total / GiB:.1f} GiB; {describe(*cheapest)} would need {cheapest_total / GiB:.1f} GiB)")
+    return LayoutChoice(layout, mode, micro, total, bool(fitting), reason)
+
+
+def resolve_auto(cfg: Config) -> Config:
+    """`strategy=auto` with the planner's knobs written into the config (activation
+    checkpointing and micro-batch), so the run builds what the plan sized. Idempotent (the
+    chosen option stays the cheapest fitting one once its knobs are the config's floor), so
+    layout_of gives the same layout before and after."""
+    if cfg.parallelism.strategy != "auto":
+        return cfg
+    choice = choose_layout(cfg)
+    p = cfg.parallelism
+    on = choice.checkpointing != "off"
+    return replace(
+        cfg,
+        trainer=replace(cfg.trainer, micro_batch_size=choice.micro_batch_size),
+        parallelism=replace(p, activation_checkpointing=on,
+                            activation_checkpointing_mode=choice.checkpointing if on else p.activation_checkpointing_mode),
+    )
 
 
 def layout_of(cfg: Config) -> Layout:
     """The run's layout: the named strategy's, or the planner's choice for `strategy=auto`."""
-    return auto_layout(cfg) if cfg.parallelism.strategy == "auto" else explicit_layout(cfg)
+    return choose_layout(cfg).layout if cfg.parallelism.strategy == "auto" else explicit_layout(cfg)

@@ -15,7 +15,7 @@ from llmexp.config.schema import Config
 from llmexp.io import atomic_write_text, remove_stale_temp_files
 from llmexp.outcomes import Diverged, Preempted, RunStopped
 from llmexp.parallel.checkpoint import loadable_checkpoint
-from llmexp.plan import GiB, Plan, format_plan, layout_of
+from llmexp.plan import GiB, Plan, format_plan, layout_of, resolve_auto
 from llmexp.rundir import (check_same_experiment, config_dict, flatten, lock_run_dir, newest_good_checkpoint,
                            prune_step_checkpoints, resolve_run_dir, run_dir_of, write_run_files)
 
@@ -70,7 +70,8 @@ def run(cfg: Config, plan: Plan, argv: list[str], extra_callbacks: ExtraCallback
 
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     preflight(plan, accelerator)
-    meta = write_run_files(cfg, run_dir, plan, argv)
+    meta = write_run_files(cfg, run_dir, plan, argv)  # the config as given: a resume re-derives the same choice
+    cfg = resolve_auto(cfg)  # parallelism=auto: build with the checkpointing and micro-batch the plan chose
     print(format_plan(plan), flush=True)
 
     import lightning as L

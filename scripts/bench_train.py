@@ -10,11 +10,13 @@ optimizer steps only (after warm-up), so start-up costs do not count for either 
 
 Prints tokens/s of each and the ratio llmexp / reference (target: >= 0.95).
 
-GPU mode: tokens/s and MFU of llmexp's own training path for the `1b` preset on one GPU, in
-bf16 autocast with fused AdamW, SDPA (flash) attention and torch.compile per block:
+GPU mode: tokens/s, MFU and peak memory against the plan's estimate, of llmexp's own training
+path on one GPU, for the `1b` preset (bf16-mixed, micro 8 x seq 2048) and a Llama-3-8B shape
+(bf16-true, full activation checkpointing, micro 4), with fused AdamW, SDPA (flash) attention
+and torch.compile per block; about 5 minutes on an H100/H200:
 
-    python scripts/bench_train.py --gpu                      # 1b, micro 8 x seq 2048
-    python scripts/bench_train.py --gpu trainer.micro_batch_size=4 parallelism.activation_checkpointing=true
+    python scripts/bench_train.py --gpu
+    python scripts/bench_train.py --gpu --dry --steps 3 --warmup 1 --repeats 1   # the same path, tiny, on the CPU
 
 MFU = tokens/s x the plan's FLOPs/token (6 N_matmul + attention, llmexp/plan.py) / the GPU's
 dense bf16 peak (llmexp/accelerators.py, found from the device name, or --peak-flops).
@@ -94,35 +96,64 @@ def bench_reference(cfg, plan, data, warmup: int) -> float:
     return (plan.steps - warmup) * plan.tokens_per_step / (time.perf_counter() - start)
 
 
-def _peak_flops(given: float | None) -> tuple[float, str]:
-    from llmexp.accelerators import ACCELERATORS
+# One GPU, bf16, SDPA (flash) attention, torch.compile per block. The 8B shape is Llama-3-8B's
+# blocks (GQA 8 KV heads, SwiGLU 14336) in bf16-true (8 bytes/param: the 16 of mixed precision
+# with fp32 master weights would not fit one 80 GiB GPU) with full activation checkpointing.
+GPU_SHAPES = {
+    "1b": ["model=1b", "parallelism.precision=bf16-mixed", "trainer.micro_batch_size=8"],
+    "8b": ["model=7b", "model.n_kv_heads=8", "model.ffn_dim=14336", "parallelism.precision=bf16-true",
+           "parallelism.activation_checkpointing=true", "parallelism.activation_checkpointing_mode=full",
+           "trainer.micro_batch_size=4"],
+}
+# --dry: the same code path on the CPU with a tiny shape, so the script cannot rot untested.
+DRY = ["model.n_layers=2", "model.d_model=64", "model.n_heads=4", "model.n_kv_heads=2", "model.ffn_dim=128",
+       "trainer.seq_len=64", "tokenizer.vocab_size=512", "trainer.accelerator=cpu", "parallelism.compile=false"]
 
-    if given:
-        return given, "--peak-flops"
+
+def _device(args) -> tuple[float, str, str]:
+    """(peak FLOP/s, device name, plan.accelerator) of the device the benchmark runs on."""
+    from llmexp.accelerators import ACCELERATORS, cpu
+
+    if args.dry:
+        return args.peak_flops or cpu().peak_bf16_flops, "cpu", "h100"
     if not torch.cuda.is_available():
-        raise SystemExit("--gpu needs a CUDA device (or --peak-flops to time another device)")
+        raise SystemExit("--gpu needs a CUDA device (--dry runs the same path on the CPU, tiny)")
     device = torch.cuda.get_device_name(0)
-    for name, accelerator in ACCELERATORS.items():
-        if name in device.lower().replace(" ", ""):
-            return accelerator.peak_bf16_flops, device
-    raise SystemExit(f"unknown peak FLOP/s for {device!r}: pass --peak-flops")
+    known = [name for name in ACCELERATORS if name in device.lower().replace(" ", "")]
+    if not known and not args.peak_flops:
+        raise SystemExit(f"unknown peak FLOP/s for {device!r}: pass --peak-flops")
+    name = max(known, key=len) if known else "h100"  # "h100" in "nvidiah100...": the longest match
+    return args.peak_flops or ACCELERATORS[name].peak_bf16_flops, device, name
 
 
 def bench_gpu(args) -> None:
-    peak, device = _peak_flops(args.peak_flops)
-    cfg = llmexp.compose([
-        "model=1b", "parallelism=single", "parallelism.precision=bf16-mixed", "parallelism.compile=true",
-        "trainer.accelerator=gpu", "trainer.seq_len=2048", "trainer.micro_batch_size=8", "trainer.global_batch_size=8",
-        f"trainer.max_steps={args.steps}", "trainer.max_tokens=null", f"trainer.val_every={10 * args.steps}",
-        f"trainer.checkpoint_every={10 * args.steps}", f"trainer.log_every={args.steps}", *args.overrides,
-    ])
-    plan = llmexp.derive(cfg)
-    data = prepare_data(cfg)
-    tokens_per_s = statistics.median(bench_llmexp(cfg, plan, data, args.warmup) for _ in range(args.repeats))
-    mfu = tokens_per_s * plan.flops_per_token / peak
-    print(f"model={plan.model} params={plan.params_total:,} seq={plan.seq_len} micro={plan.micro_batch_size} "
-          f"precision={plan.precision} compile={cfg.parallelism.compile} on {device}")
-    print(f"tokens/s {tokens_per_s:,.0f}  FLOPs/token {plan.flops_per_token:,}  MFU {mfu:.1%} of {peak / 1e12:.0f} TFLOP/s")
+    from llmexp.plan import resolve_auto
+
+    peak, device, accelerator = _device(args)
+    for shape in args.shapes.split(","):
+        cfg = llmexp.compose([
+            *GPU_SHAPES[shape], "parallelism=single", "parallelism.compile=true", "trainer.accelerator=gpu",
+            "trainer.seq_len=2048", "trainer.global_batch_size=${trainer.micro_batch_size}",
+            f"plan.accelerator={accelerator}", f"trainer.max_steps={args.steps}", "trainer.max_tokens=null",
+            f"trainer.val_every={10 * args.steps}", f"trainer.checkpoint_every={10 * args.steps}",
+            f"trainer.log_every={args.steps}", *(DRY if args.dry else []), *args.overrides,
+        ])
+        plan = llmexp.derive(cfg)
+        cfg = resolve_auto(cfg)
+        data = prepare_data(cfg)
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        tokens_per_s = statistics.median(bench_llmexp(cfg, plan, data, args.warmup) for _ in range(args.repeats))
+        mfu = tokens_per_s * plan.flops_per_token / peak
+        print(f"{shape}: params={plan.params_total:,} seq={plan.seq_len} micro={plan.micro_batch_size} "
+              f"precision={plan.precision} checkpointing={cfg.parallelism.activation_checkpointing} "
+              f"compile={cfg.parallelism.compile} on {device}")
+        print(f"{shape}: tokens/s {tokens_per_s:,.0f}  FLOPs/token {plan.flops_per_token:,}  "
+              f"MFU {mfu:.1%} of {peak / 1e12:.1f} TFLOP/s", flush=True)
+        if torch.cuda.is_available():
+            measured = torch.cuda.max_memory_allocated()
+            print(f"{shape}: peak memory {measured / 2**30:.2f} GiB, plan {plan.memory.total / 2**30:.2f} GiB "
+                  f"({measured / plan.memory.total - 1:+.1%})", flush=True)
 
 
 def main() -> None:
@@ -131,7 +162,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2, help="alternating measurements per side")
     parser.add_argument("--precisions", default="32,bf16-mixed")
-    parser.add_argument("--gpu", action="store_true", help="tokens/s and MFU of the 1b preset on one GPU")
+    parser.add_argument("--gpu", action="store_true", help="tokens/s, MFU and peak memory on one GPU")
+    parser.add_argument("--shapes", default="1b,8b", help="--gpu: which of %s" % ",".join(GPU_SHAPES))
+    parser.add_argument("--dry", action="store_true", help="--gpu on the CPU with a tiny shape (checks the script)")
     parser.add_argument("--peak-flops", type=float, help="--gpu: the device's dense bf16 peak, FLOP/s")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()

@@ -25,11 +25,11 @@ def isolated_cache(tmp_path_factory):
         os.environ["LLMEXP_CACHE"] = old
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m llmexp args...` in a subprocess, as a user would run it."""
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m llmexp args...` in a subprocess, as a user would run it (`env`: extra variables)."""
     return subprocess.run(
         [sys.executable, "-m", "llmexp", *args], capture_output=True, text=True, timeout=timeout,
-        cwd=cwd or REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=cwd or REPO, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
 
 

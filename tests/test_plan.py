@@ -103,7 +103,7 @@ def test_dry_run_json_has_the_documented_keys_and_imports_nothing_heavy():
     keys = {k.strip(" `\n") for k in re.sub(r"memory\{[^}]*\}( \([^)]*\))?", "memory", documented).split(",")}
     assert keys == set(plan), keys ^ set(plan)
     assert set(plan["memory"]) == {"weights", "gradients", "optimizer", "activations", "activations_checkpointed",
-                                   "activation_checkpointing", "gathered", "total"}
+                                   "activation_checkpointing", "gathered", "accumulated_gradients", "total"}
 
 
 def test_human_plan_names_every_quantity():

@@ -141,6 +141,17 @@ def apply_fsdp(model: nn.Module, dp_mesh, cfg: ParallelismConfig) -> None:
     fully_shard(model, **kwargs)
 
 
+def set_gradient_sync(module: nn.Module, enabled: bool) -> None:
+    """FSDP2's reduce-scatter of gradients on (enabled) or off for the next backward, on every
+    FSDP unit in `module`. Lightning's ModelParallelStrategy has no no_sync for FSDP2 (its
+    block_backward_sync only covers DDP), so the stage module calls this per micro-batch."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for unit in module.modules():
+        if isinstance(unit, FSDPModule):
+            unit.set_requires_gradient_sync(enabled, recurse=False)
+
+
 def data_parallel_rank_and_size(trainer) -> tuple[int, int]:
     """(rank, size) of this process among the ranks that read different batches: the global
     rank/world for ddp, the mesh's data-parallel dimension for fsdp/tp (every rank of a TP group

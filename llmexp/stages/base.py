@@ -15,7 +15,7 @@ from llmexp.models.llama import shape_from_fields
 from llmexp.optim import build_optimizer, lr_multiplier
 from llmexp.outcomes import Diverged
 from llmexp.parallel.checkpoint import PARAM_NAMES, optimizer_param_names, rescale_batch_progress
-from llmexp.parallel.parallelize import build_model, data_parallel_rank_and_size
+from llmexp.parallel.parallelize import build_model, data_parallel_rank_and_size, set_gradient_sync
 from llmexp.plan import Plan
 
 
@@ -62,8 +62,17 @@ class StageModule(L.LightningModule):
         """Stages with their own training_step call this: train/loss is logged per optimizer step."""
         self._step_losses.append(loss.detach())
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # FSDP: reduce-scatter gradients after the last micro-batch of a step only, unless the
+        # plan found no room for the unsharded gradients in between.
+        if self.trainer.accumulate_grad_batches > 1 and not self.plan.reduce_every_microbatch:
+            set_gradient_sync(self, self._is_last_microbatch(batch_idx))
+
+    def _is_last_microbatch(self, batch_idx: int) -> bool:
+        return (batch_idx + 1) % self.trainer.accumulate_grad_batches == 0
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if (batch_idx + 1) % self.trainer.accumulate_grad_batches:
+        if not self._is_last_microbatch(batch_idx):
             return
         # train/loss as torchtitan logs it: the mean over every micro-batch of the step and every
         # rank (TP ranks hold equal values, so the mean over all ranks is the data-parallel mean).
