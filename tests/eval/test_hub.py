@@ -23,10 +23,10 @@ def _cache_with(folder, root):
     return root
 
 
-def _llmexp(cache, *args):
+def _llmexp(cache, *args, python: tuple[str, ...] = ("-m", "llmexp")):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "PYTHONPATH": str(REPO),
            "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "llmexp", *args], capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, *python, *args], capture_output=True, text=True, timeout=300,
                           cwd=REPO, env=env)
 
 
@@ -37,10 +37,12 @@ def test_hub_references_resolve_from_the_cache_offline(foreign_folder, tmp_path)
     assert [r.repo_id for r in scan_cache_dir(cache).repos] == ["acme/tiny"]  # huggingface_hub reads it as its own
     out = _llmexp(cache, "generate", "hf:acme/tiny@v1", "--prompt", "Hello", "--max-new-tokens", "3")
     assert out.returncode == 0 and out.stdout.startswith("Hello"), out.stderr
-    plan = _llmexp(cache, "stage=sft", "init_from=hf:acme/tiny", f"stage.dataset={REPO / 'pyproject.toml'}",
-                   "--cfg")
-    assert plan.returncode == 0, plan.stderr
-    assert f"snapshots/{COMMIT}" in plan.stdout  # init_from names the exact commit it resolved to
+    # The validated config (Hydra's --cfg prints the composed one, before validation resolves it).
+    show = ("import sys, llmexp; print(llmexp.compose(sys.argv[1:]).init_from)")
+    validated = _llmexp(cache, "stage=sft", "init_from=hf:acme/tiny", f"stage.dataset={REPO / 'pyproject.toml'}",
+                        python=("-c", show))
+    assert validated.returncode == 0, validated.stderr
+    assert f"snapshots/{COMMIT}" in validated.stdout  # init_from names the exact commit it resolved to
 
 
 def test_a_model_missing_from_the_cache_offline_is_one_line(tmp_path):
