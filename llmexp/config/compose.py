@@ -101,11 +101,13 @@ def _compose(overrides: list[str], dirs: list[Path], primary: Path, config_name:
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
-        groups = _group_repository(tuple(str(d) for d in dirs), str(primary))
+        folders = tuple(str(d) for d in dirs)
+        stamp = _files_stamp((*folders, str(primary)))  # a config file written or edited: composed anew
+        groups = _group_repository(folders, str(primary), stamp)
         in_defaults = [o.package is not None or o.is_delete() or groups.group_exists(o.key_or_group)
                        or o.key_or_group.startswith("hydra") for o in parsed]
-        base = _compose_defaults(tuple(x for x, d in zip(overrides, in_defaults) if d),
-                                 tuple(str(d) for d in dirs), str(primary), config_name)
+        base = _compose_defaults(tuple(x for x, d in zip(overrides, in_defaults) if d), folders, str(primary),
+                                 config_name, stamp)
         composed = copy.deepcopy(base)
         _apply_value_overrides([o for o, d in zip(parsed, in_defaults) if not d], composed)
         return composed
@@ -115,8 +117,16 @@ def _compose(overrides: list[str], dirs: list[Path], primary: Path, config_name:
         raise from_hydra_error(err, overrides) from None
 
 
-@functools.lru_cache(maxsize=None)
-def _group_repository(dirs: tuple[str, ...], primary: str):
+def _files_stamp(folders: tuple[str, ...]) -> tuple:
+    """Every YAML file under `folders` with its size and modification time: the cache key part
+    that makes a cached composition stale when a config file appears or changes (a scaling study
+    writes its runs' model and recipe files between compositions)."""
+    return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size)
+                 for folder in folders for f in sorted(Path(folder).rglob("*.yaml")))
+
+
+@functools.lru_cache(maxsize=8)
+def _group_repository(dirs: tuple[str, ...], primary: str, stamp: tuple):
     """Hydra's view of the config groups (the primary folder, the user's dirs, the ConfigStore),
     to tell a group choice from a value override. Hydra's internal classes: no public API
     answers "is this a group", and the lock holds hydra-core's version."""
@@ -132,7 +142,7 @@ def _group_repository(dirs: tuple[str, ...], primary: str):
 
 @functools.lru_cache(maxsize=512)
 def _compose_defaults(defaults_overrides: tuple[str, ...], dirs: tuple[str, ...], primary: str,
-                      config_name: str) -> DictConfig:
+                      config_name: str, stamp: tuple) -> DictConfig:
     """Hydra's own composition of the group choices; callers copy the result."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -10,7 +10,9 @@ covers takes the value the composition has without the recipe:
   - a key of a group chosen on the command line (`trainer=debug`): the group's value;
   - one budget key typed (`trainer.max_steps=500`): the recipe's other budget key is dropped.
 
-`value_sources` says where each budget and batch value came from, for the plan.
+This rule is for the shipped preset recipes (conf/recipe/); a recipe in the user's own config
+folders applies as Hydra composes it. `value_sources` says where each budget and batch value came
+from, for the plan.
 """
 from __future__ import annotations
 
@@ -30,13 +32,18 @@ def typed_keys(overrides: Sequence[str]) -> set[str]:
 
 
 def _recipe_keys(choices: dict, search: Sequence[Path]) -> dict[str, object]:
+    """The keys of the preset recipe the composition chose. `search` ends with the shipped conf/:
+    only a shipped preset recipe yields to the user's choices; a recipe in the user's own config
+    folders (a scaling study writes one per run) is part of the experiment's design and applies
+    as Hydra composes it."""
     name = choices.get("recipe")
     if not name:
         return {}
     for folder in search:
         path = Path(folder) / "recipe" / f"{name}.yaml"
         if path.is_file():
-            return _leaves(OmegaConf.to_container(OmegaConf.load(path)))
+            shipped = Path(folder).resolve() == Path(search[-1]).resolve()
+            return _leaves(OmegaConf.to_container(OmegaConf.load(path))) if shipped else {}
     return {}
 
 
