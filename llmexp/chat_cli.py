@@ -6,10 +6,10 @@ of input ends the session.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
+from llmexp.config.errors import OneLineParser
 from llmexp.generate_cli import add_model_options, open_session
 
 
@@ -38,7 +38,7 @@ class Streamer:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="llmexp chat", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="llmexp chat", description=__doc__.split("\n\n")[0])
     add_model_options(parser)
     parser.add_argument("--system", default=None, help="a system prompt opening the conversation")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from llmexp.config.errors import OneLineParser, fail
+
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -69,17 +71,43 @@ def open_session(args: argparse.Namespace, prog: str) -> Session:
     from llmexp.interop.load import load_model
 
     try:
-        if args.max_new_tokens < 1:
-            raise ValueError(f"--max-new-tokens={args.max_new_tokens}: must be >= 1")
+        check_sampling(args)
+        device = torch_device(args.device)
         loaded = load_model(args.source)
         template = load_template(args.template, loaded.tokenizer)
         stops = {stop_id(loaded.tokenizer, template), *eos_ids(loaded)}
     except (FileNotFoundError, ValueError, ConfigError, DataError, HubError, OSError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(2)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        fail(str(err), prog)
     model = loaded.language_model.to(device=device, dtype=getattr(torch, args.dtype)).eval()
     return Session(model, loaded.tokenizer, template, sorted(stops), args)
+
+
+def check_sampling(args: argparse.Namespace) -> None:
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens={args.max_new_tokens}: must be >= 1")
+    if not args.temperature >= 0:
+        raise ValueError(f"--temperature={args.temperature}: must be >= 0 (0 is greedy)")
+    if args.top_k is not None and args.top_k < 1:
+        raise ValueError(f"--top-k={args.top_k}: must be >= 1")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p={args.top_p}: must be in (0, 1]")
+
+
+def torch_device(name: str):
+    """--device as a torch device; a CUDA device this machine does not have is bad input."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device={name}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise ValueError(f"--device={name}: no such CUDA device on this machine (use cpu or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device={name}: expected auto, cpu, cuda or cuda:N")
+    return device
 
 
 def eos_ids(loaded) -> list[int]:
@@ -105,8 +133,11 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
             if not line.strip():
                 continue
             if path.suffix == ".jsonl":
-                record = json.loads(line)
-                if not isinstance(record.get("prompt"), str):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{n}: invalid JSON ({err.msg})") from None
+                if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
                     raise ValueError(f"{path}:{n}: needs a string field 'prompt'")
                 prompts.append(record["prompt"])
             else:
@@ -117,7 +148,7 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="llmexp generate", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="llmexp generate", description=__doc__.split("\n\n")[0])
     add_model_options(parser)
     parser.add_argument("--prompt", action="append", help="a prompt (repeatable)")
     parser.add_argument("--prompts-file", default=None, help="one prompt per line (.txt) or JSONL with 'prompt'")
@@ -127,9 +158,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         prompts = read_prompts(args)
-    except (ValueError, json.JSONDecodeError) as err:
-        print(f"llmexp generate: error: {err}", file=sys.stderr)
-        raise SystemExit(2)
+    except ValueError as err:
+        fail(str(err), "llmexp generate")
     session = open_session(args, "llmexp generate")
     ids = [prompt_ids(session, p, args.chat, args.system) for p in prompts]
     outputs = session.sample(ids)

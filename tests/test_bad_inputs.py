@@ -141,6 +141,17 @@ CASES = [
     (["lm-eval", "--model", "llmexp", "--model_args", "checkpoint=/no/such", "--tasks", "llmexp_smoke_mc"], "not a .ckpt"),
     (["lm-eval", "--model", "llmexp", "--model_args", "checkpoint={bad}/truncated.ckpt", "--tasks", "llmexp_smoke_mc"],
      "is not a torch checkpoint"),
+    # llmexp generate / chat: checked before any weights load
+    (["generate", "--bogus", "x"], "unrecognized arguments: --bogus"),
+    (["generate", "/no/such/run", "--prompt", "x"], "not a .ckpt, an llmexp run folder or a transformers folder"),
+    (["generate", "{bad}/truncated.ckpt", "--prompt", "x"], "is not a torch checkpoint"),
+    (["generate", "{bad}/truncated.ckpt"], "no prompts"),
+    (["generate", "{bad}/truncated.ckpt", "--prompts-file", "{bad}/bad.jsonl"], "bad.jsonl:1: needs a string field 'prompt'"),
+    (["generate", "{bad}/truncated.ckpt", "--prompt", "x", "--top-p", "2"], "--top-p=2.0: must be in (0, 1]"),
+    (["generate", "{bad}/truncated.ckpt", "--prompt", "x", "--device", "tpu"], "--device=tpu"),
+    (["chat"], "the following arguments are required: source"),
+    (["chat", "/no/such/run"], "not a .ckpt"),
+    (["chat", "{bad}/truncated.ckpt", "--max-new-tokens", "0"], "--max-new-tokens=0: must be >= 1"),
 ]
 if not gpu_present():  # on a GPU machine the GPU is there
     CASES.append((["trainer.accelerator=gpu"], "no GPU is visible"))

@@ -42,7 +42,7 @@ DOCUMENTED_ELSEWHERE = {
     "python -m llmexp stage=eval init_from=runs/x/checkpoints/best.ckpt eval.tasks=[arc_easy] eval.num_fewshot=5": "tests/eval",
     "python -m llmexp.eval --model llmexp --model_args checkpoint=runs/pretrain-tiny-1a2b3c4d --tasks llmexp_smoke --batch_size 16 --output_path out/":
         "tests/eval",
-    "python -m llmexp export <run> <folder>": "tests/eval/test_interop.py",
+    "python -m llmexp export <run> <folder> [--adapter]": "tests/eval/test_open_model_journey.py",
     "python -m llmexp export runs/pretrain-tiny-1a2b3c4d out/hf [--dtype float32|bfloat16|float16] [--tokenizer DIR]":
         "tests/eval/test_interop.py",
     "python -m llmexp sweep sweeps/lr_bayes.yaml --count 8": "tests/sweep",
@@ -61,6 +61,17 @@ DOCUMENTED_ELSEWHERE = {
         "tests/scaling/test_scaling_cli.py",
     "python -m llmexp.scaling fit --points runs.csv --target 1e21": "tests/scaling/test_scaling_cli.py",
     "python -m llmexp.scaling plan --compute 1e22 --law studies/cpu": "tests/scaling/test_scaling_study_runs.py",
+    "python -m llmexp.scaling plan --compute 1e15 --law studies/cpu":
+        "tests/scaling/test_scaling_study_runs.py::test_tiny_study_end_to_end",
+    "python -m llmexp.scaling fit studies/cpu --target 1e15": "tests/scaling/test_scaling_study_runs.py::test_tiny_study_end_to_end",
+    "python -m llmexp.scaling fit studies/cpu --target 1e15 --flops 6ND --outliers residual":
+        "tests/scaling/test_scaling_study_runs.py::test_tiny_study_end_to_end",
+    "python -m llmexp.scaling fit studies/mine --target 1e21 --flops 6ND --outliers residual --budget-tolerance 0.05":
+        "tests/scaling/test_scaling_study_runs.py::test_tiny_study_end_to_end",
+    "llmexp prepare data=web data.sources.0.path=crawl/web.jsonl data.sources.0.clean.url_blocklist=blocked.txt":
+        "tests/data/test_data_quality.py::test_prepare_then_train_on_the_planted_web_corpus",
+    "python -m llmexp stage=sft init_from=./my-hf-folder stage.dataset=chat.jsonl stage.chat_template=model":
+        "tests/eval/test_open_model_journey.py::test_foreign_model_lora_sft_export_generate_and_evaluate",
     "python -m llmexp experiment=chat_pipeline": "tests/stages",
     "python -m llmexp logger=wandb logger.project=my-project": "tests/test_outputs.py",
     "python -m llmexp eval=smoke eval.every_n_steps=200": "tests/eval",

@@ -102,9 +102,10 @@ class DPOModule(PostTrainModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, chosen, rejected = self.step(batch)
-        self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        # batch_size: pairs, so the epoch mean weighs a short last batch right (and Lightning need not guess)
+        self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(chosen))
         metrics = preference_metrics(chosen, rejected)
-        self.log_metrics("val", {f"rewards/{k}": v for k, v in metrics.items()})
+        self.log_metrics("val", {f"rewards/{k}": v for k, v in metrics.items()}, batch_size=len(chosen))
         self._val.setdefault("rewards/margin", []).append((chosen - rejected).detach().float())
         if self.cfg.stage.eval_fn:
             self.held_out_gold(batch["prompts"])
@@ -113,7 +114,7 @@ class DPOModule(PostTrainModule):
     def held_out_gold(self, prompts: list[dict]) -> None:
         """Greedy replies to the held-out prompts scored by stage.eval_fn, and the win rate
         against the reference's greedy replies on that gold metric."""
-        s, ids, template = self.cfg.stage, [p["ids"] for p in prompts], template_of(self.cfg)
+        s, ids, template = self.cfg.stage, [p["ids"] for p in prompts], template_of(self.cfg, self.tokenizer)
         mine = generate_replies(self.model, self.tokenizer, template, ids, s.eval_max_new_tokens)[1]
         gold = gold_scores(s, prompts, mine, self.device)
         self._val.setdefault("gold", []).append(gold)

@@ -66,5 +66,7 @@ class RewardModule(PostTrainModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         chosen, rejected = self.forward_pairs(batch)
-        self.log("val/loss", -F.logsigmoid(chosen - rejected).mean(), prog_bar=True, on_step=False, on_epoch=True)
-        self.log_metrics("val", preference_metrics(chosen, rejected))
+        pairs = len(chosen)  # the epoch mean weighs a short last batch right (and Lightning need not guess)
+        self.log("val/loss", -F.logsigmoid(chosen - rejected).mean(), prog_bar=True, on_step=False, on_epoch=True,
+                 batch_size=pairs)
+        self.log_metrics("val", preference_metrics(chosen, rejected), batch_size=pairs)

@@ -40,7 +40,7 @@ def test_foreign_model_lora_sft_export_generate_and_evaluate(foreign_folder, tmp
     llmexp = [sys.executable, "-m", "llmexp"]
     run = tmp_path / "lora"
     _run(*llmexp, "stage=sft", f"init_from={folder}", f"stage.dataset={_chat_data(tmp_path / 'chat.jsonl')}",
-         "stage.lora.enabled=true", *TRAIN, f"run_dir={run}")
+         "stage.chat_template=model", "stage.lora.enabled=true", *TRAIN, f"run_dir={run}")
     _run(*llmexp, "export", str(run), str(tmp_path / "merged"))
     _run(*llmexp, "export", str(run), str(tmp_path / "adapter"), "--adapter")
 

@@ -41,6 +41,17 @@ def test_tiny_study_end_to_end(tmp_path):
     assert len(fit["runs"]["used"]) + len(fit["runs"]["excluded"]) == 6
     text = (out / "report.md").read_text()
     assert "## Runs" in text and (out / "plots" / "isoflop.png").is_file()
+    # docs/scaling.md's refits of a study folder and the planner on its fit
+    for flags in ([], ["--flops", "6ND", "--outliers", "residual"],
+                  ["--flops", "6ND", "--outliers", "residual", "--budget-tolerance", "0.05"]):
+        r = scaling("fit", str(out), "--target", "1e12", "--bootstrap", "10", *flags)
+        assert r.returncode == 0 and "at 1e+12 FLOPs" in r.stdout, r.stdout + r.stderr
+    # two budgets and six runs: the fit warns, so the planner refuses it in one line (exit 2) ...
+    r = scaling("plan", "--compute", "1e12", "--law", str(out))
+    assert r.returncode == 2 and "the fit carries" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    # ... unless told to plan with it anyway
+    r = scaling("plan", "--compute", "1e12", "--law", str(out), "--allow-warnings")
+    assert r.returncode == 0 and "law: fitted" in r.stdout, r.stdout + r.stderr
 
 
 def _interrupt(out):

@@ -143,7 +143,7 @@ def test_post_training_batches_are_split_by_data_parallel_rank_not_global_rank()
     data = PostTrainData(tokenizer=None, train=list(range(10)), val=[0], collate=list, fingerprint="x", unit="rows")
     batches = []
     for global_rank in (0, 1):
-        dm = ExampleDataModule(data, micro_batch_size=4, seed=0)
+        dm = ExampleDataModule(data, micro_batch_size=4, seed=0, total_micro_batches=3)
         strategy = SimpleNamespace(distributed_sampler_kwargs={"rank": 0, "num_replicas": 1})
         dm.trainer = SimpleNamespace(global_rank=global_rank, world_size=2, strategy=strategy)
         batches.append(next(iter(dm.train_dataloader())))
