@@ -137,6 +137,7 @@ CASES = [
     (["scaling", "run", "/no/such"], "not a study folder"),
     (["scaling", "report", "{bad}/study"], "not a study folder"),
     (["scaling", "shape", "--params", "abc"], "abc"),
+    (["scaling", "plan", "--compute", "1e20", "--law", "{bad}/text.txt"], "is not a fit.json"),
     # llmexp lm-eval
     (["lm-eval", "--model", "llmexp", "--model_args", "checkpoint=/no/such", "--tasks", "llmexp_smoke_mc"], "not a .ckpt"),
     (["lm-eval", "--model", "llmexp", "--model_args", "checkpoint={bad}/truncated.ckpt", "--tasks", "llmexp_smoke_mc"],
@@ -233,6 +234,26 @@ def test_no_entry_point_crashes_on_garbage(entry, capsys, monkeypatch, tmp_path)
         assert "Traceback" not in err, (argv, err[-1500:])
         if code == 2:
             assert len(err.strip().splitlines()) == 1, (argv, err[-1500:])
+
+
+# Tools with their own module entry (python -m llmexp.<tool>), not under `llmexp <subcommand>`.
+MODULE_CASES = [
+    ("llmexp.eval.generation", [], "the following arguments are required: --data"),
+    ("llmexp.eval.generation", ["--data", "/no/such", "--runs", "x", "--out", "{tmp}.md"], "no JSONL files found"),
+    ("llmexp.eval.generation", ["--data", "{bad}/text.txt", "--runs", "x", "--out", "{tmp}.md"], "text.txt:1: invalid JSON"),
+    ("llmexp.parallel.checkpoint", ["/no/such"], "is not a distributed checkpoint folder"),
+    ("llmexp.parallel.checkpoint", ["--bogus", "x"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize("module,argv,phrase", MODULE_CASES, ids=[" ".join([m, *a])[:70] for m, a, _ in MODULE_CASES])
+def test_module_tools_answer_bad_input_in_one_line(module, argv, phrase, bad, tmp_path, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(module).main(_fill(argv, bad, tmp_path))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and phrase in err, err[-2000:]
 
 
 def test_scaling_plan_json_into_head_ends_quietly():

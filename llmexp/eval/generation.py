@@ -9,13 +9,14 @@ turn is the reference). Every run answers greedily with the chat template it was
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from llmexp.config.errors import ConfigError, OneLineParser, fail
 from llmexp.data.chat import TEMPLATES, messages_of, read_records, render
+from llmexp.data.sources import DataError
 from llmexp.interop.load import load_model
 from llmexp.stages.posttrain import generate_replies
 
@@ -70,7 +71,7 @@ def review_sheet(rows: list[tuple[list[dict], str]], outputs: dict[str, list[str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m llmexp.eval.generation", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m llmexp.eval.generation", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="JSONL chat records; the last assistant turn is the reference")
     p.add_argument("--runs", nargs="+", required=True, help="llmexp run folders or checkpoints to compare")
     p.add_argument("--out", type=Path, required=True, help="the review sheet (.md); scores go to <out>.json")
@@ -78,10 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--chat-template", default="chatml", choices=sorted(TEMPLATES))
     args = p.parse_args(argv)
-    rows = prompts_and_references(args.data, args.limit)
-    references = [r for _, r in rows]
-    outputs = {run: run_replies(run, [c for c, _ in rows], args.max_new_tokens, args.chat_template)
-               for run in args.runs}
+    try:
+        rows = prompts_and_references(args.data, args.limit)
+        references = [r for _, r in rows]
+        outputs = {run: run_replies(run, [c for c, _ in rows], args.max_new_tokens, args.chat_template)
+                   for run in args.runs}
+    except (DataError, ConfigError, ValueError, OSError) as err:  # the user's data or runs: one line, exit 2
+        fail(str(err), "llmexp.eval.generation")
     scores = {run: generation_scores(texts, references) for run, texts in outputs.items()}
     args.out.write_text(review_sheet(rows, outputs, scores))
     args.out.with_suffix(".json").write_text(json.dumps(scores, indent=2))

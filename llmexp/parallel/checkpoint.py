@@ -14,13 +14,13 @@ What a path holds (`is_checkpoint`, ...) is asked in llmexp/artifacts.py, withou
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from llmexp.artifacts import META, is_distributed_checkpoint
+from llmexp.config.errors import OneLineParser
 
 
 def _optimizer_by_ids(state: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +146,7 @@ def _keyed_by_names(path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m llmexp.parallel.checkpoint",
         description="Consolidate a sharded (DCP) llmexp checkpoint folder into one .ckpt file "
                     "that single/ddp runs, init_from=, export and generate read.",

@@ -185,16 +185,28 @@ def resolve_law_checked(spec: str, tokens_per_param: float = 20.0) -> ResolvedLa
         path = path / "fit.json"
     if not path.is_file():
         raise ScalingError(f"--law {spec!r}: expected chinchilla, epoch, tpp, or a fit.json / study folder")
-    fit = json.loads(path.read_text())
+    try:
+        fit = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ScalingError(f"--law {spec!r}: {path} is not a fit.json ({err})") from None
+    if not isinstance(fit, dict):
+        raise ScalingError(f"--law {spec!r}: {path} is not a fit.json (a JSON object with 'parametric'/'isoflop')")
     entries = [(fit.get(key) or {}, label) for key, label in (("parametric", "approach 3"), ("isoflop", "approach 2"))]
     fitted = [(e, label) for e, label in entries if e.get("law")]
     if not fitted:
         raise ScalingError(f"{path}: holds no fitted law (see its 'reason' fields)")
     for entry, _ in fitted:
         if not entry.get("warnings"):
-            return ResolvedLaw(_with_source(law_from_dict(entry["law"]), path), [])
+            return ResolvedLaw(_with_source(_law_in(entry, path), path), [])
     warnings = [f"{label}: {w}" for e, label in fitted for w in e["warnings"]]
-    return ResolvedLaw(_with_source(law_from_dict(fitted[0][0]["law"]), path), warnings)
+    return ResolvedLaw(_with_source(_law_in(fitted[0][0], path), path), warnings)
+
+
+def _law_in(entry: dict, path: Path) -> Law:
+    try:
+        return law_from_dict(entry["law"])
+    except (TypeError, AttributeError) as err:  # a hand-edited or foreign JSON file
+        raise ScalingError(f"{path}: its law is not one llmexp wrote ({err})") from None
 
 
 def _with_source(law: Law, path: Path) -> Law:
