@@ -184,10 +184,6 @@ def _check_post_training(cfg: Config, planned: PlannedRuns) -> None:
 
         require(importlib.util.find_spec("bitsandbytes") is not None, "stage.lora.quantize", s.lora.quantize,
                 "needs the bitsandbytes package: pip install bitsandbytes")
-    head = "the reward model's" if s.name == "reward" else "PPO's value" if getattr(s, "algorithm", "") == "ppo" else ""
-    require(not head or cfg.parallelism.strategy not in ("tp", "fsdp_tp"), "parallelism.strategy",
-            cfg.parallelism.strategy, f"{head} scalar head has no tensor-parallel plan: use fsdp or ddp"
-            + ("" if s.name == "reward" else " (or stage.algorithm=grpo|rloo)"))
     if s.name == "dpo":
         require(not (s.loss_type == "kto" and t.micro_batch_size < 2), "trainer.micro_batch_size", t.micro_batch_size,
                 "KTO's KL estimate pairs rows with other rows' replies: >= 2")
