@@ -66,6 +66,10 @@ def _materialize(model: nn.Module, device: torch.device, seed: int, init_from: O
 def parallelize(model: nn.Module, cfg: ParallelismConfig, device_mesh=None) -> nn.Module:
     """`device_mesh`: the LightningModule's mesh under ModelParallelStrategy, else None
     (single, ddp, deepspeed: the strategy wraps the model itself)."""
+    if cfg.float8:  # GPU only (validated): before FSDP, so it can gather the float8 shards
+        from llmexp.parallel.float8 import apply_float8
+
+        apply_float8(model, fsdp=device_mesh is not None and cfg.strategy in ("fsdp", "fsdp_tp"))
     if device_mesh is not None and device_mesh["tensor_parallel"].size() > 1:
         apply_tensor_parallel(model, device_mesh["tensor_parallel"])
     apply_parallelism(model, cfg)  # activation checkpointing and compile per block
