@@ -7,7 +7,7 @@ import pytest
 
 from llmexp.callbacks import read_metrics
 from tests.conftest import run_cli
-from tests.parallel.conftest import LAYOUTS, TINY, train
+from tests.parallel.conftest import LAYOUTS, train
 
 STEPS = 4
 # Preference pairs of the synthetic sort task (rows up to 64 tokens), 4 pairs per micro-batch,
