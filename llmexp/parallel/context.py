@@ -2,9 +2,10 @@
 dimension split each sequence and run ring attention over it
 (torch.distributed.tensor.experimental.context_parallel), applied from outside the model.
 
-NOT RUN ON A GPU in this task: validation refuses CP on the CPU (gloo has no ring-attention
-path), and no multi-GPU machine was available; the CPU tests cover the validation, the plan and
-the layout's arithmetic only. What it does on GPUs:
+NOT RUN ON A GPU in this task: torch's ring attention exists for CUDA's SDPA kernels only
+(flash, efficient, cuDNN), so validation refuses CP on the CPU, and no multi-GPU machine was
+available. The CPU tests cover validation, the plan, the strategy's sampler and the sharding of
+a batch (`shard` on 2 gloo processes). What it does on GPUs:
 - mesh: Lightning's ("data_parallel", "tensor_parallel") mesh with data_parallel = dp x cp;
   FSDP shards over all of it (torchtitan's dp_shard_cp), a (dp, cp, tp) mesh of the same ranks
   gives the CP groups;

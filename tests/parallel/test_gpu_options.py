@@ -4,6 +4,9 @@ run would be. Their GPU code paths (llmexp/parallel/context.py, float8.py) were 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import socket
 
 import pytest
 
@@ -123,3 +126,39 @@ def test_context_parallel_strategy_gives_cp_groups_one_batch():
     strategy._device_mesh = {"data_parallel": Dim()}
     assert strategy.distributed_sampler_kwargs == {"num_replicas": 4, "rank": 2}  # ranks 4 and 5 read batch 2
 
+
+
+def _shard_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    from llmexp.parallel.context import ContextParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    cp = ContextParallel(init_device_mesh("cpu", (world,), mesh_dim_names=("context_parallel",))["context_parallel"])
+    batch = torch.arange(17).repeat(2, 1)  # (B, T+1) as pretraining's windows
+    inputs, targets, positions = cp.shard(batch[:, :-1], batch[:, 1:])
+    cp.leave()
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump([t.tolist() for t in (inputs, targets, positions)], f)
+    dist.destroy_process_group()
+
+
+def test_context_parallel_gives_each_rank_balanced_chunks_with_their_positions(tmp_path):
+    """The sharding half of the CP step on 2 gloo processes (ring attention itself exists for
+    CUDA's SDPA kernels only): 16 positions in 4 chunks, rank 0 keeps the first and last,
+    rank 1 the middle two; targets and RoPE positions follow their inputs."""
+    import torch
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = str(tmp_path / "shard")
+    torch.multiprocessing.spawn(_shard_worker, args=(2, port, out), nprocs=2)
+    held = {rank: json.loads(open(f"{out}.{rank}").read()) for rank in (0, 1)}
+    expected = {0: [0, 1, 2, 3, 12, 13, 14, 15], 1: [4, 5, 6, 7, 8, 9, 10, 11]}
+    for rank, (inputs, targets, positions) in held.items():
+        assert inputs == positions == [expected[rank]] * 2
+        assert targets == [[i + 1 for i in expected[rank]]] * 2
