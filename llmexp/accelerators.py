@@ -12,6 +12,7 @@ class Accelerator:
     name: str
     peak_bf16_flops: float  # dense, no sparsity
     memory_bytes: float
+    peak_fp8_flops: float = 0.0  # dense fp8 tensor cores with fp32 accumulation (torch._scaled_mm); 0: none
 
 
 GiB = 1024**3
@@ -22,17 +23,17 @@ ACCELERATORS = {
         Accelerator("a100-40gb", 312e12, 40 * GiB),
         Accelerator("v100", 125e12, 32 * GiB),  # fp16 tensor cores (no bf16)
         Accelerator("a10g", 125e12, 24 * GiB),
-        Accelerator("l4", 121e12, 24 * GiB),
-        Accelerator("h100", 989e12, 80 * GiB),
-        Accelerator("h200", 989e12, 141 * GiB),
-        Accelerator("gh200", 989e12, 96 * GiB),
-        Accelerator("h20", 148e12, 96 * GiB),
-        Accelerator("b200", 2250e12, 180 * GiB),
-        Accelerator("gb200", 2500e12, 186 * GiB),
+        Accelerator("l4", 121e12, 24 * GiB, 242e12),
+        Accelerator("h100", 989e12, 80 * GiB, 1979e12),
+        Accelerator("h200", 989e12, 141 * GiB, 1979e12),
+        Accelerator("gh200", 989e12, 96 * GiB, 1979e12),
+        Accelerator("h20", 148e12, 96 * GiB, 296e12),
+        Accelerator("b200", 2250e12, 180 * GiB, 4500e12),
+        Accelerator("gb200", 2500e12, 186 * GiB, 5000e12),
         Accelerator("mi250x", 383e12, 128 * GiB),
-        Accelerator("mi300x", 1307e12, 192 * GiB),
-        Accelerator("mi325x", 1307e12, 256 * GiB),
-        Accelerator("l40s", 362e12, 48 * GiB),
+        Accelerator("mi300x", 1307e12, 192 * GiB, 2615e12),
+        Accelerator("mi325x", 1307e12, 256 * GiB, 2615e12),
+        Accelerator("l40s", 362e12, 48 * GiB, 733e12),
         Accelerator("rtx4090", 165e12, 24 * GiB),
         Accelerator("tpu-v5p", 459e12, 95 * GiB),
     )

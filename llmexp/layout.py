@@ -22,10 +22,11 @@ class Layout:
     strategy: str  # single | ddp | fsdp | tp | fsdp_tp | deepspeed (never auto)
     dp: int  # data-parallel degree: distinct batches per step, and the FSDP shard count
     tp: int  # tensor-parallel degree: ranks that split each block and see the same batch
+    cp: int = 1  # context-parallel degree: ranks that split each sequence and see the same batch (FSDP shards over dp x cp)
 
     @property
     def world(self) -> int:
-        return self.dp * self.tp
+        return self.dp * self.cp * self.tp
 
 
 def world_size(cfg: Config) -> int:
@@ -35,10 +36,12 @@ def world_size(cfg: Config) -> int:
 def explicit_layout(cfg: Config) -> Layout:
     """The layout of a named strategy (`auto` is the planner's choice: llmexp.plan.layout_of)."""
     p = cfg.parallelism
-    world = world_size(cfg)
+    world, cp = world_size(cfg), p.context_parallel_size
     if p.strategy == "tp":
         return Layout("tp", 1, world)  # every device splits the blocks; one batch per step
     if p.strategy == "fsdp_tp":
         tp = p.tensor_parallel_size or cfg.trainer.devices  # default: TP within a node, FSDP across
-        return Layout("fsdp_tp", max(1, world // tp), tp)
+        return Layout("fsdp_tp", max(1, world // (tp * cp)), tp, cp)
+    if p.strategy == "fsdp":
+        return Layout("fsdp", max(1, world // cp), 1, cp)
     return Layout(p.strategy, world, 1)

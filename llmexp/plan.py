@@ -147,6 +147,7 @@ class Plan:
     optimizer: str = OPTIMIZER_STATE_TEXT["adamw"]  # what the optimizer memory holds
     on_cpu: bool = False  # trainer.accelerator=cpu: the estimate (priced on `accelerator`) is not this run's
     params_trainable: Optional[int] = None  # what the optimizer updates (LoRA adapters, heads); None: all
+    float8_share: float = 0.0  # parallelism.float8: share of the FLOPs run as fp8 matmuls (timed at the fp8 peak)
 
     @property
     def tokens_per_param(self) -> float:
@@ -202,6 +203,9 @@ def derive(cfg: Config) -> Plan:
     total_flops = float(fpt) * tokens
     accelerator = device_of(cfg)
     seconds = total_flops / (world * accelerator.peak_bf16_flops * p.mfu)
+    share = float8_flops(m, seq) / fpt if cfg.parallelism.float8 else 0.0
+    if share:  # the converted matmuls at the fp8 rate, the rest at bf16's: an upper bound on the speed-up
+        seconds *= (1 - share) + share * accelerator.peak_bf16_flops / accelerator.peak_fp8_flops
     memory = estimate_memory(cfg, params, seq, layout)
     capacity = per_device_capacity(cfg, accelerator)
     # FSDP with accumulation: reduce-scatter gradients only after the last micro-batch (one
@@ -247,7 +251,7 @@ def derive(cfg: Config) -> Plan:
         budget_source=source,
         total_flops=total_flops,
         precision=cfg.parallelism.precision,
-        strategy=layout.strategy if layout.tp == 1 else f"{layout.strategy} (dp {layout.dp} x tp {layout.tp})",
+        strategy=describe_layout(layout),
         memory=memory,
         accelerator=accelerator.name,
         device_memory=capacity,
@@ -259,7 +263,23 @@ def derive(cfg: Config) -> Plan:
         optimizer=OPTIMIZER_STATE_TEXT[cfg.optimizer.name],
         on_cpu=t.accelerator == "cpu",
         params_trainable=trainable_params(cfg, params),
+        float8_share=share,
     )
+
+
+def describe_layout(layout: Layout) -> str:
+    if layout.cp > 1:
+        return f"{layout.strategy} (dp {layout.dp} x cp {layout.cp} x tp {layout.tp})"
+    return layout.strategy if layout.tp == 1 else f"{layout.strategy} (dp {layout.dp} x tp {layout.tp})"
+
+
+def float8_flops(model: ModelConfig, seq_len: int) -> int:
+    """Training FLOPs per token of the matmuls parallelism.float8 converts: the blocks' linear
+    layers whose both dims are multiples of 16 (torchao's fp8 GEMMs need it); the output
+    projection and attention's own matmuls stay bf16, as in torchtitan."""
+    d, (q, kv) = model.d_model, attention_dims(model)
+    shapes = [(d, q), (d, kv), (d, kv), (q, d), (d, model.ffn_dim), (d, model.ffn_dim), (model.ffn_dim, d)]
+    return 6 * model.n_layers * sum(i * o for i, o in shapes if i % 16 == 0 and o % 16 == 0)
 
 
 def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optional[Layout] = None) -> Memory:
@@ -281,7 +301,7 @@ def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optio
     weight_bytes = 2 if true_half else 4  # mixed precision keeps fp32 master weights
     act_bytes = 4 if precision == "32" else 2
     tp = layout.tp
-    dp_shard = layout.dp if layout.strategy in SHARDED else 1
+    dp_shard = layout.dp * layout.cp if layout.strategy in SHARDED else 1  # FSDP shards over the CP ranks too
     norms = m.n_layers * 2 * m.d_model + m.d_model
     local = (params.total - norms) / tp + norms  # this TP rank's share of every weight
     n = local / dp_shard  # ... and its FSDP shard
@@ -293,7 +313,7 @@ def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optio
         in_flight = local if not cfg.parallelism.reshard_after_forward else root + 2 * block
         gathered = in_flight * compute_bytes + block * weight_bytes
     q_dim, kv_dim = attention_dims(m)
-    tokens = cfg.trainer.micro_batch_size * seq_len
+    tokens = cfg.trainer.micro_batch_size * seq_len / layout.cp  # context parallelism: this rank's share of each sequence
     # Bytes saved for backward per token, as eager PyTorch saves them for llmexp's Llama
     # (counted with saved-tensor hooks in tests/parallel/test_memory.py):
     # - each RMSNorm: its fp32 input and normalised output (split along the sequence under TP's
@@ -384,6 +404,8 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
 def _time_line(plan: Plan) -> str:
     line = (f"  time estimate   {_duration(plan.estimated_seconds):>20}  on {plan.world_size} x {plan.accelerator} at "
             f"{plan.mfu:.0%} MFU")
+    if plan.float8_share:
+        line += f"  (float8: {plan.float8_share:.0%} of the FLOPs at the fp8 peak, an upper bound)"
     if plan.on_cpu:  # no vendor peak exists for a CPU: llmexp.accelerators.cpu() assumes a nominal one
         return line + "  (rough: a nominal CPU peak)"
     return line + f"  ({plan.estimated_seconds * plan.world_size / 3600:,.0f} {plan.accelerator}-hours)"
@@ -480,7 +502,7 @@ def choose_layout(cfg: Config) -> LayoutChoice:
     fitting = [o for o in options if o[1] <= budget]
     cost, total, layout, mode, micro = min(fitting, key=lambda o: o[:2]) if fitting else min(options, key=lambda o: o[1])
     def describe(layout: Layout, mode: str, micro: int) -> str:
-        name = layout.strategy if layout.tp == 1 else f"{layout.strategy} (dp {layout.dp} x tp {layout.tp})"
+        name = describe_layout(layout)
         return f"{name}, activation checkpointing {mode}, micro-batch {micro}"
 
     _, cheapest_total, *cheapest = min(options, key=lambda o: o[:2])

@@ -3,9 +3,10 @@ llmexp/config/groups/, and choices beside their fields. `check_rules` reads noth
 config and the paths it names (plus `planned`: run folders a pipeline will create)."""
 from __future__ import annotations
 
+import importlib.util
 import os
 
-from llmexp.accelerators import gpu_present
+from llmexp.accelerators import ACCELERATORS, gpu_present
 from llmexp.artifacts import PlannedRuns, is_model_source, saved_config
 from llmexp.config.checks import check_choices, require
 from llmexp.config.groups.data import check_data
@@ -19,6 +20,7 @@ from llmexp.config.groups.tokenizer import check_tokenizer
 from llmexp.config.groups.trainer import check_trainer
 from llmexp.config.schema import Config
 from llmexp.io import checkpoint_file_problem
+from llmexp.layout import world_size
 from llmexp.plan import layout_of
 
 DRY_RUN = (False, True, "json")
@@ -43,6 +45,7 @@ def check_rules(cfg: Config, planned: PlannedRuns = {}) -> None:
     check_parallelism(cfg.parallelism)
     check_trainer(cfg.trainer)
     _check_devices(cfg)
+    _check_gpu_only(cfg)
     _check_layout(cfg)
     _check_sequence(cfg)
     check_plan(cfg.plan)
@@ -118,10 +121,49 @@ def _check_devices(cfg: Config) -> None:
                 p.tensor_parallel_size, f"must divide trainer.devices x num_nodes = {world}")
 
 
+def _check_gpu_only(cfg: Config) -> None:
+    """Context parallelism (ring attention over NCCL) and float8 (fp8 tensor cores) run on GPUs
+    only: refused for trainer.accelerator=cpu, and for a run (not a plan) on a machine without a
+    GPU. A plan (dry_run) for plan.accelerator is made anywhere."""
+    p, t = cfg.parallelism, cfg.trainer
+    for key, value, asked in (("context_parallel_size", p.context_parallel_size, p.context_parallel_size > 1),
+                              ("float8", p.float8, p.float8)):
+        if not asked:
+            continue
+        require(t.accelerator != "cpu", f"parallelism.{key}", value,
+                "runs on GPUs only: remove it for trainer.accelerator=cpu")
+        require(bool(cfg.dry_run) or gpu_present(), f"parallelism.{key}", value,
+                "runs on GPUs only and no GPU is visible on this machine: remove it, or plan only (dry_run=true)")
+    if p.float8:
+        device = ACCELERATORS[cfg.plan.accelerator]
+        require(device.peak_fp8_flops > 0, "parallelism.float8", True,
+                f"{device.name} has no float8 tensor cores in llmexp's table: "
+                + ", ".join(a.name for a in ACCELERATORS.values() if a.peak_fp8_flops) + " do")
+        require(bool(cfg.dry_run) or importlib.util.find_spec("torchao") is not None, "parallelism.float8", True,
+                "needs the torchao package, which is not installed: pip install torchao")
+
+
+def _check_context_parallel(cfg: Config, layout) -> None:
+    """Ring attention splits each sequence into 2 x cp chunks (rank i holds chunks i and
+    2cp-1-i, balancing causal work) and then sequence parallelism splits a rank's share by tp;
+    it replaces plain causal attention, so masks (packed post-training rows, sliding windows)
+    have no CP path."""
+    cp, key = layout.cp, "parallelism.context_parallel_size"
+    world = world_size(cfg)
+    require(world % (cp * layout.tp) == 0, key, cp, f"CP x TP = {cp} x {layout.tp} must divide trainer.devices x num_nodes = {world}")
+    seq = cfg.trainer.seq_len or cfg.model.max_seq_len
+    require(seq % (2 * cp * layout.tp) == 0, key, cp,
+            f"the sequence length {seq} must be a multiple of 2 x CP x TP = {2 * cp * layout.tp} (load-balanced chunks)")
+    require(cfg.stage.name == "pretrain", key, cp, f"context parallelism shards pretraining windows; stage={cfg.stage.name} has none")
+    require(cfg.model.sliding_window is None, key, cp, "ring attention is plain causal: model.sliding_window must be null")
+
+
 def _check_layout(cfg: Config) -> None:
     p, t = cfg.parallelism, cfg.trainer
     layout = layout_of(cfg)
     _refuse_idle_parallelism_keys(cfg, layout.strategy)
+    if layout.cp > 1:
+        _check_context_parallel(cfg, layout)
     if layout.tp > 1:
         m, tp = cfg.model, layout.tp
         key = "parallelism.tensor_parallel_size" if p.strategy == "fsdp_tp" else "trainer.devices"
@@ -180,19 +222,18 @@ def _check_post_training(cfg: Config, planned: PlannedRuns) -> None:
     if s.lora.quantize is not None:
         require(t.accelerator == "gpu" or (t.accelerator == "auto" and gpu_present()), "stage.lora.quantize",
                 s.lora.quantize, "4-bit QLoRA needs bitsandbytes on a CUDA GPU: set null on this machine")
-        import importlib.util
-
         require(importlib.util.find_spec("bitsandbytes") is not None, "stage.lora.quantize", s.lora.quantize,
                 "needs the bitsandbytes package: pip install bitsandbytes")
-    head = "the reward model's" if s.name == "reward" else "PPO's value" if getattr(s, "algorithm", "") == "ppo" else ""
-    require(not head or cfg.parallelism.strategy not in ("tp", "fsdp_tp"), "parallelism.strategy",
-            cfg.parallelism.strategy, f"{head} scalar head has no tensor-parallel plan: use fsdp or ddp"
-            + ("" if s.name == "reward" else " (or stage.algorithm=grpo|rloo)"))
     if s.name == "dpo":
         require(not (s.loss_type == "kto" and t.micro_batch_size < 2), "trainer.micro_batch_size", t.micro_batch_size,
                 "KTO's KL estimate pairs rows with other rows' replies: >= 2")
     if s.name == "rlhf":
         _check_rlhf_sources(cfg, planned)
+        # The heads have TP plans; generation has none: its prefill and one-token decode steps
+        # cannot be split along the sequence, as the plan's sequence parallelism does.
+        require(layout_of(cfg).tp == 1, "parallelism.strategy", cfg.parallelism.strategy,
+                "stage=rlhf samples its rollouts token by token, which tensor parallelism's sequence split "
+                "cannot run: use fsdp or ddp")
         per_step = t.micro_batch_size * t.devices * t.num_nodes
         require(t.global_batch_size == per_step, "trainer.global_batch_size", t.global_batch_size,
                 f"stage=rlhf updates once per rollout batch, without accumulation: set it to micro_batch_size x "

@@ -92,8 +92,8 @@ def _labels(ids: list[int], target: list[bool], width: int) -> torch.Tensor:
     return labels
 
 
-def _rows(rows: list[tuple[list[int], list[bool]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(ids) for ids, _ in rows)
+def _rows(rows: list[tuple[list[int], list[bool]]], pad_id: int, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    width = -(-max(len(ids) for ids, _ in rows) // multiple) * multiple
     tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
     for i, (ids, _) in enumerate(rows):
         tokens[i, : len(ids)] = torch.tensor(ids)
@@ -112,18 +112,19 @@ def mismatched_rows(examples: list[Example]) -> list[tuple[list[int], list[bool]
     return out
 
 
-def collate_pairs(pairs: list[Pair], pad_id: int, kl_rows: bool = False) -> dict[str, torch.Tensor]:
-    """Chosen rows first, then rejected, right-padded to the longest: `tokens`, next-token
+def collate_pairs(pairs: list[Pair], pad_id: int, kl_rows: bool = False, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Chosen rows first, then rejected, right-padded to the longest (rounded up to `multiple`:
+    the TP degree, which sequence parallelism splits the width by): `tokens`, next-token
     `labels` (IGNORE outside the replies), `full_labels` (every real next token: ORPO's NLL
     is over prompt and reply), `last` (index of each row's final real token); `kl_rows`: KTO's
     mismatched `kl_tokens`/`kl_labels`."""
     examples = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    tokens, labels = _rows([(r.ids, r.target) for r in examples], pad_id)
-    _, full_labels = _rows([(r.ids, [True] * len(r.ids)) for r in examples], pad_id)
+    tokens, labels = _rows([(r.ids, r.target) for r in examples], pad_id, multiple)
+    _, full_labels = _rows([(r.ids, [True] * len(r.ids)) for r in examples], pad_id, multiple)
     batch = {"tokens": tokens, "labels": labels, "full_labels": full_labels,
              "last": torch.tensor([len(r.ids) - 1 for r in examples])}
     if kl_rows:
-        batch["kl_tokens"], batch["kl_labels"] = _rows(mismatched_rows(examples), pad_id)
+        batch["kl_tokens"], batch["kl_labels"] = _rows(mismatched_rows(examples), pad_id, multiple)
     if pairs[0].prompt is not None:  # held-out generation (stage.eval_fn) starts from these
         batch["prompts"] = [p.prompt for p in pairs]
     if pairs[0].ref_logps is not None:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from llmexp.models.llama import Llama
+from llmexp.models.tp_plan import Plan, Rowwise, prefixed
 
 
 class ScalarModel(nn.Module):
@@ -22,6 +23,12 @@ class ScalarModel(nn.Module):
     @property
     def layers(self) -> nn.ModuleList:  # for apply_parallelism, which works per block
         return self.backbone.layers
+
+    def tensor_parallel_plan(self) -> Plan:
+        """The backbone's plan, and the head split by its input features: it reads the final
+        norm's sequence-split output, and its per-rank partial scores are all-reduced whole."""
+        return {**prefixed(self.backbone.tensor_parallel_plan(), "backbone"),
+                "head": Rowwise(input="sequence", output="replicate")}
 
     def forward(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
         """(batch, seq) scores, one per position."""

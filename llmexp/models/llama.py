@@ -6,7 +6,9 @@ q/k RMSNorm (Qwen3), a head width decoupled from d_model / n_heads (Qwen3), scal
 tied embeddings. Every operation follows transformers' order so fp32 logits agree bit for bit.
 
 Plain PyTorch and nothing else: parallelism, activation checkpointing and compilation are
-applied from outside (llmexp/parallel/), the loss and batch format belong to the stages.
+applied from outside (llmexp/parallel/; the tensor-parallel plan below is data it reads), the
+loss and batch format belong to the stages. Attention reshapes with -1 heads, so a rank
+holding a share of wq/wk/wv runs its share of the heads unchanged.
 Weight names follow Meta's Llama layout (tok_embeddings, layers.N.attention.wq, ...).
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmexp.models.rope import RopeScaling, apply_rope, rope_tables
+from llmexp.models.tp_plan import Colwise, Gather, Plan, Rowwise, Sequence, prefixed
 
 
 @dataclass
@@ -94,7 +97,7 @@ class RMSNorm(nn.Module):
 class Attention(nn.Module):
     def __init__(self, shape: LlamaShape):
         super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = shape.n_heads, shape.n_kv_heads, shape.head_dim
+        self.head_dim = shape.head_dim
         self.window = shape.sliding_window
         qkv_bias = shape.attention_bias != "none"
         self.wq = nn.Linear(shape.d_model, shape.n_heads * shape.head_dim, bias=qkv_bias)
@@ -110,19 +113,20 @@ class Attention(nn.Module):
         cache: Optional[tuple[torch.Tensor, torch.Tensor, int]] = None,
     ) -> torch.Tensor:
         b, t, _ = x.shape
-        q = self.wq(x).view(b, t, self.n_heads, self.head_dim)
-        k = self.wk(x).view(b, t, self.n_kv_heads, self.head_dim)
+        # -1 heads: all of them, or this rank's share under tensor parallelism.
+        q = self.wq(x).view(b, t, -1, self.head_dim)
+        k = self.wk(x).view(b, t, -1, self.head_dim)
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = q.transpose(1, 2), k.transpose(1, 2)
-        v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(b, t, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:  # append to this layer's cache, attend over everything so far
             cache_k, cache_v, start = cache
             cache_k[:, :, start : start + t] = k
             cache_v[:, :, start : start + t] = v
             k, v = cache_k[:, :, : start + t], cache_v[:, :, : start + t]
-        gqa = self.n_kv_heads != self.n_heads
+        gqa = k.shape[1] != q.shape[1]  # sdpa repeats each KV head over its q.shape[1] / k.shape[1] queries
         if self.window is not None and self.window < k.shape[2]:
             mask = self._windowed(mask, q.shape[2], k.shape[2], q.device)
         # scale given explicitly, as transformers does: sdpa's own 1/sqrt(d) may round differently
@@ -181,6 +185,9 @@ class Llama(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         self.reset_parameters()
 
+    def tensor_parallel_plan(self) -> Plan:
+        return tensor_parallel_plan(self.shape)
+
     def reset_parameters(self) -> None:
         """Normal(0, init_std); output projections of each block scaled by 1/sqrt(2 * n_layers)
         (GPT-2) so the residual stream's variance does not grow with depth."""
@@ -232,3 +239,34 @@ class Llama(nn.Module):
         if cache is not None:
             cache.length = start + t
         return self.norm(x)
+
+
+def tensor_parallel_plan(shape: LlamaShape) -> Plan:
+    """Megatron-style with sequence parallelism (torchtitan's Llama plan): wq/wk/wv and w1/w3
+    split by output columns (heads, ffn columns), wo and w2 by input rows and reduce-scattered
+    back along the sequence; norms and the residual stream split along the sequence; the
+    embedding split by vocabulary, the output projection by vocabulary with the logits gathered
+    whole for the loss. Biases (Qwen2) go with their columns; wo's is added once after the
+    reduce. q/k norms (Qwen3) act per head on this rank's heads, weights replicated."""
+    block: Plan = {
+        "attention_norm": Sequence(),
+        # Block passes (x, cos, sin, mask, cache) positionally: only x is gathered.
+        "attention": Gather("sequence", "replicate", arity=5),
+        "attention.wq": Colwise(),
+        "attention.wk": Colwise(),
+        "attention.wv": Colwise(),
+        "attention.wo": Rowwise(output="sequence"),
+        "ffn_norm": Sequence(),
+        "feed_forward": Gather("sequence", "replicate"),
+        "feed_forward.w1": Colwise(),
+        "feed_forward.w3": Colwise(),
+        "feed_forward.w2": Rowwise(output="sequence"),
+    }
+    if shape.qk_norm:
+        block.update({f"attention.{n}": Sequence(over="heads", local=True) for n in ("q_norm", "k_norm")})
+    return {
+        "tok_embeddings": Rowwise(input="replicate", output="sequence"),
+        **prefixed(block, "layers.*"),
+        "norm": Sequence(),
+        "output": Colwise(input="sequence", output="replicate"),
+    }

@@ -14,6 +14,7 @@ from torch import nn
 
 from llmexp.config.schema import ParallelismConfig
 from llmexp.parallel.apply import apply_parallelism
+from llmexp.parallel.tensor import apply_tensor_parallel
 
 
 def build_model(make: Callable[[], nn.Module], cfg: ParallelismConfig, device_mesh, device: torch.device,
@@ -65,63 +66,16 @@ def _materialize(model: nn.Module, device: torch.device, seed: int, init_from: O
 def parallelize(model: nn.Module, cfg: ParallelismConfig, device_mesh=None) -> nn.Module:
     """`device_mesh`: the LightningModule's mesh under ModelParallelStrategy, else None
     (single, ddp, deepspeed: the strategy wraps the model itself)."""
+    if cfg.float8:  # GPU only (validated): before FSDP, so it can gather the float8 shards
+        from llmexp.parallel.float8 import apply_float8
+
+        apply_float8(model, fsdp=device_mesh is not None and cfg.strategy in ("fsdp", "fsdp_tp"))
     if device_mesh is not None and device_mesh["tensor_parallel"].size() > 1:
         apply_tensor_parallel(model, device_mesh["tensor_parallel"])
     apply_parallelism(model, cfg)  # activation checkpointing and compile per block
     if device_mesh is not None and cfg.strategy in ("fsdp", "fsdp_tp"):
         apply_fsdp(model, device_mesh["data_parallel"], cfg)
     return model
-
-
-def apply_tensor_parallel(model: nn.Module, tp_mesh) -> None:
-    """Megatron-style plan with sequence parallelism (torchtitan's Llama plan): wq/wk/wv and
-    w1/w3 split by output columns, wo and w2 by input rows (one reduce-scatter per half-block);
-    norms and the residual stream split along the sequence; the embedding and the output
-    projection split by vocabulary, the logits gathered whole for the loss."""
-    from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor.parallel import (
-        ColwiseParallel,
-        PrepareModuleInput,
-        RowwiseParallel,
-        SequenceParallel,
-        parallelize_module,
-    )
-
-    tp = tp_mesh.size()
-    tied = model.output.weight is model.tok_embeddings.weight
-    parallelize_module(model, tp_mesh, {
-        "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
-        "norm": SequenceParallel(),
-        "output": ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate(), use_local_output=True),
-    })
-    if tied:  # both tables are sharded Shard(0) over the vocabulary: one DTensor serves both
-        model.output.weight = model.tok_embeddings.weight
-    for block in model.layers:
-        # Block.forward passes (x, cos, sin, mask, cache) positionally: only x is redistributed.
-        rest = (None, None, None, None)
-        # q/k norms (Qwen3) act per head on this rank's heads (dim 2 of (b, t, heads, head_dim)):
-        # SequenceParallel over that dim keeps their weights replicated and all-reduces the grads.
-        # Biases of wq/wk/wv are split with their columns, wo's is added once after the reduce.
-        qk_norm = {f"attention.{n}": SequenceParallel(sequence_dim=2, use_local_output=True) for n in ("q_norm", "k_norm")
-                   if hasattr(block.attention, n)}
-        parallelize_module(block, tp_mesh, {
-            **qk_norm,
-            "attention_norm": SequenceParallel(),
-            "attention": PrepareModuleInput(input_layouts=(Shard(1), *rest), desired_input_layouts=(Replicate(), *rest)),
-            "attention.wq": ColwiseParallel(),
-            "attention.wk": ColwiseParallel(),
-            "attention.wv": ColwiseParallel(),
-            "attention.wo": RowwiseParallel(output_layouts=Shard(1)),
-            "ffn_norm": SequenceParallel(),
-            "feed_forward": PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)),
-            "feed_forward.w1": ColwiseParallel(),
-            "feed_forward.w3": ColwiseParallel(),
-            "feed_forward.w2": RowwiseParallel(output_layouts=Shard(1)),
-        })
-        # The model reshapes by its head counts: each rank now holds 1/tp of the heads.
-        attention = block.attention
-        attention.n_heads //= tp
-        attention.n_kv_heads //= tp
 
 
 def apply_fsdp(model: nn.Module, dp_mesh, cfg: ParallelismConfig) -> None:

@@ -32,10 +32,13 @@ def lightning_strategy(cfg: Config, accelerator: str):
 
         # The mesh (dp, tp) reaches StageModule.configure_model, which applies FSDP2/TP
         # (llmexp/parallel/parallelize.py).
-        return ModelParallelStrategy(
-            data_parallel_size=layout.dp, tensor_parallel_size=layout.tp,
-            save_distributed_checkpoint=cfg.parallelism.distributed_checkpoint,
-        )
+        kwargs = dict(data_parallel_size=layout.dp * layout.cp, tensor_parallel_size=layout.tp,
+                      save_distributed_checkpoint=cfg.parallelism.distributed_checkpoint)
+        if layout.cp > 1:  # CP ranks sit in the data-parallel dimension and share a batch
+            from llmexp.parallel.context import ContextParallelStrategy
+
+            return ContextParallelStrategy(layout.cp, **kwargs)
+        return ModelParallelStrategy(**kwargs)
     if name == "deepspeed":
         from lightning.pytorch.strategies import DeepSpeedStrategy
 

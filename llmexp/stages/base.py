@@ -15,6 +15,7 @@ from llmexp.models.llama import shape_from_fields
 from llmexp.optim import build_optimizer, lr_multiplier
 from llmexp.outcomes import Diverged
 from llmexp.parallel.checkpoint import PARAM_NAMES, optimizer_param_names, rescale_batch_progress
+from llmexp.parallel.context import ContextParallel, context_parallel_of
 from llmexp.parallel.parallelize import build_model, data_parallel_rank_and_size, set_gradient_sync
 from llmexp.plan import Plan
 
@@ -39,6 +40,7 @@ class StageModule(L.LightningModule):
         self._tokens_since: int = 0
         self._step_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
         self.last_val_step: Optional[int] = None
+        self.context_parallel: Optional[ContextParallel] = None  # parallelism.context_parallel_size > 1
 
     def configure_model(self) -> None:
         # Built here, not in __init__, so strategies can shard it as it is created.
@@ -48,6 +50,7 @@ class StageModule(L.LightningModule):
             device = self.trainer.strategy.root_device if self._trainer is not None else self.device
             self.model = build_model(lambda: Llama(self.shape), self.cfg.parallelism, self.device_mesh, device,
                                      self.plan.params_total, self.cfg.trainer.seed, self.cfg.init_from)
+            self.context_parallel = context_parallel_of(self.device_mesh, self.cfg.parallelism)
 
     def forward(self, tokens: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.model(tokens, **kwargs)
@@ -98,8 +101,14 @@ class StageModule(L.LightningModule):
         if self._last_step_time is None or logging:
             self._last_step_time, self._tokens_since = now, 0
 
+    def on_after_backward(self) -> None:
+        if self.context_parallel is not None:  # ring attention ran the forward and the backward
+            self.context_parallel.leave()
+
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         loss, _ = self.loss(batch)
+        if self.context_parallel is not None:
+            self.context_parallel.leave()
         self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:

@@ -11,7 +11,7 @@ from llmexp.data.preference import collate_pairs, preference_pairs
 from llmexp.models import Llama
 from llmexp.models.heads import ScalarModel
 from llmexp.parallel.parallelize import data_parallel_rank_and_size
-from llmexp.plan import seq_len_of
+from llmexp.plan import layout_of, seq_len_of
 from llmexp.stages.posttrain import (
     PostTrainData, PostTrainModule, init_tokenizer, load_trained, records_fingerprint, require_examples,
     split_records, stage_records, template_of,
@@ -30,8 +30,8 @@ def prepare_pairs(cfg: Config, ref_fields=None, kl_rows: bool = False) -> PostTr
     train = preference_pairs(train_records, tokenizer, template_of(cfg, tokenizer), seq_len_of(cfg), **keys)
     val = preference_pairs(val_records, tokenizer, template_of(cfg, tokenizer), seq_len_of(cfg), **keys)
     require_examples(train, val, "pairs", skipped)
-    pad = pad_id_of(tokenizer)
-    return PostTrainData(tokenizer, train, val, lambda pairs: collate_pairs(pairs, pad, kl_rows),
+    pad, multiple = pad_id_of(tokenizer), layout_of(cfg).tp
+    return PostTrainData(tokenizer, train, val, lambda pairs: collate_pairs(pairs, pad, kl_rows, multiple),
                          records_fingerprint(records), "pairs", skipped)
 
 

@@ -27,7 +27,7 @@ from llmexp.data.chat import IGNORE, Skipped, messages_of, render
 from llmexp.data.sources import DataError
 from llmexp.models import Llama
 from llmexp.models.heads import ScalarModel
-from llmexp.parallel.parallelize import data_parallel_rank_and_size
+from llmexp.parallel.parallelize import data_parallel_rank_and_size, parallelize
 from llmexp.plan import seq_len_of
 from llmexp.stages.losses import clipped_policy_loss, group_advantages, rloo_advantages, rloo_policy_loss
 from llmexp.stages.posttrain import (
@@ -110,8 +110,10 @@ class RLHFModule(PostTrainModule):
     def configure_model(self) -> None:
         super().configure_model()
         if self.cfg.stage.algorithm == "ppo" and self.value is None:
-            # The value model starts from the policy's weights with a zero head.
-            self.value = load_trained(ScalarModel(Llama(self.shape)), self.cfg.init_from)
+            # The value model starts from the policy's weights with a zero head, laid out like the
+            # policy (FSDP shards and reduces its gradients over dp, TP splits it by its plan).
+            self.value = parallelize(load_trained(ScalarModel(Llama(self.shape)), self.cfg.init_from),
+                                     self.cfg.parallelism, self.device_mesh)
 
     @property
     def kl_coef(self) -> float:

@@ -6,7 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from llmexp.config.checks import choice, one_of, require
+from llmexp.config.checks import choice, one_of, positive, require
 
 Strategy = Literal["auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "deepspeed"]
 Precision = Literal["32", "bf16-mixed", "16-mixed", "bf16-true"]
@@ -27,6 +27,10 @@ class ParallelismConfig:
     distributed_checkpoint: bool = True  # fsdp/tp: checkpoints are DCP folders of per-rank shards
     meta_init: Optional[bool] = None  # fsdp/tp: build on the meta device, initialise shards only (None: from 1B params)
     deepspeed_stage: int = 3  # deepspeed: ZeRO stage 2 or 3
+    # GPU only. CP: ranks of the data-parallel dimension that split each sequence (ring attention),
+    # sharing a batch; FSDP shards over dp x cp. float8: block matmuls in float8 (torchao).
+    context_parallel_size: int = 1
+    float8: bool = False
 
 
 def check_parallelism(p: ParallelismConfig) -> None:
@@ -36,3 +40,12 @@ def check_parallelism(p: ParallelismConfig) -> None:
         one_of("parallelism.deepspeed_stage", p.deepspeed_stage, (2, 3))
     if p.cpu_offload:
         require(p.strategy in ("fsdp", "deepspeed"), "parallelism.cpu_offload", True, f"offload is an fsdp or deepspeed option; strategy is {p.strategy}")
+    positive("parallelism.context_parallel_size", p.context_parallel_size)
+    if p.context_parallel_size > 1:
+        require(p.strategy in ("fsdp", "fsdp_tp"), "parallelism.context_parallel_size", p.context_parallel_size,
+                f"context parallelism splits the fsdp data-parallel dimension: use parallelism=fsdp or fsdp_tp (not {p.strategy})")
+    if p.float8:
+        require(p.strategy in ("single", "ddp", "fsdp"), "parallelism.float8", True,
+                f"float8 runs under single, ddp or fsdp (not {p.strategy}: torchao's float8 TP styles are not applied)")
+        require(p.precision in ("bf16-mixed", "bf16-true"), "parallelism.float8", True,
+                f"float8 matmuls sit in bf16 training: set parallelism.precision=bf16-mixed or bf16-true (not {p.precision})")
