@@ -1,14 +1,15 @@
 """parallelism group: how the model is laid out over devices (docs/parallelism.md). Applied from
-outside the model by llmexp/parallel/; the layout (dp x tp = devices x nodes) by llmexp/layout.py."""
+outside the model by llmexp/parallel/; the layout (dp x tp x pp = devices x nodes) by llmexp/layout.py."""
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
-from llmexp.config.checks import choice, one_of, require
+from llmexp.config.checks import choice, one_of, positive, require
 
-Strategy = Literal["auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "deepspeed"]
+Strategy = Literal["auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "hsdp", "pp", "fsdp_pp", "deepspeed"]
+PipelineSchedule = Literal["gpipe", "1f1b", "interleaved_1f1b"]
 Precision = Literal["32", "bf16-mixed", "16-mixed", "bf16-true"]
 
 
@@ -27,6 +28,12 @@ class ParallelismConfig:
     distributed_checkpoint: bool = True  # fsdp/tp: checkpoints are DCP folders of per-rank shards
     meta_init: Optional[bool] = None  # fsdp/tp: build on the meta device, initialise shards only (None: from 1B params)
     deepspeed_stage: int = 3  # deepspeed: ZeRO stage 2 or 3
+    shard_size: Optional[int] = None  # hsdp: FSDP shard degree (None: trainer.devices; replicas across nodes)
+    pipeline_parallel_size: Optional[int] = None  # fsdp_pp: pipeline degree (None: trainer.num_nodes); pp: every device
+    # Pipeline schedule (torch.distributed.pipelining); the micro-batches of one optimizer step are its micro-batches.
+    pp_schedule: str = choice(PipelineSchedule, "1f1b")
+    pp_stages_per_rank: int = 1  # interleaved_1f1b: virtual stages per rank (>= 2); others: 1
+    pp_split_points: Optional[List[int]] = None  # first block of every stage but the first (None: equal stages)
 
 
 def check_parallelism(p: ParallelismConfig) -> None:
@@ -36,3 +43,10 @@ def check_parallelism(p: ParallelismConfig) -> None:
         one_of("parallelism.deepspeed_stage", p.deepspeed_stage, (2, 3))
     if p.cpu_offload:
         require(p.strategy in ("fsdp", "deepspeed"), "parallelism.cpu_offload", True, f"offload is an fsdp or deepspeed option; strategy is {p.strategy}")
+    positive("parallelism.pp_stages_per_rank", p.pp_stages_per_rank)
+    if p.pp_schedule == "interleaved_1f1b":
+        require(p.pp_stages_per_rank >= 2, "parallelism.pp_stages_per_rank", p.pp_stages_per_rank,
+                "interleaved_1f1b runs >= 2 virtual stages per rank (1 is plain 1f1b)")
+    else:
+        require(p.pp_stages_per_rank == 1, "parallelism.pp_stages_per_rank", p.pp_stages_per_rank,
+                f"only interleaved_1f1b runs several stages per rank; pp_schedule is {p.pp_schedule}")
