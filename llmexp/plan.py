@@ -373,7 +373,10 @@ def _memory(cfg: Config, params: ParamCount, seq_len: int, layout: Layout, weigh
     if dp_shard > 1:
         compute_bytes = 2 if precision != "32" else weight_bytes  # FSDP2 gathers in param_dtype
         root = local - block * layers
-        in_flight = local if not cfg.parallelism.reshard_after_forward else root + 2 * block
+        # torch's pipeline schedules keep a stage unsharded from its first backward to its last
+        # (reshard_after_backward off between micro-batches), like reshard_after_forward=false
+        kept = not cfg.parallelism.reshard_after_forward or layout.pp > 1
+        in_flight = local if kept else root + 2 * block
         gathered = in_flight * compute_bytes + block * weight_bytes
     q_dim, kv_dim = attention_dims(m)
     tokens = cfg.trainer.micro_batch_size * seq_len

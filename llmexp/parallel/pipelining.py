@@ -101,6 +101,7 @@ class Pipeline:
             self.schedule.step(*args, target=targets, losses=losses, return_outputs=False)
         else:
             self.schedule.step(*args, return_outputs=False)
+        self._reshard()
         return self._broadcast_from_last(torch.stack(losses).mean() if losses else None, inputs.device)
 
     @torch.no_grad()
@@ -116,7 +117,19 @@ class Pipeline:
             x = part(x)
             if stage < self.n_stages - 1:
                 dist.send(x.to(wire).contiguous(), dst=self._peer(stage + 1), group=self.group)
+        self._reshard()
         return self._broadcast_from_last(self.loss_fn(x, targets) if self.has_last else None, inputs.device)
+
+    def _reshard(self) -> None:
+        """fsdp_pp: register the sharded parameters again. A stage's root (embedding, final norm,
+        output) stays gathered after its last pass, and the optimizer and checkpoints address
+        the model by its sharded parameters (its modules are the stage module's, not the parts')."""
+        from torch.distributed.fsdp import FSDPModule
+
+        for part in self.parts:
+            for module in part.modules():
+                if isinstance(module, FSDPModule):
+                    module.reshard()
 
     def merge_param_groups(self, state: dict, prefix: str = "model.") -> dict:
         """An optimizer state dict keyed by names, its param_groups listing every stage's
