@@ -60,6 +60,8 @@ def _materialize(model: nn.Module, device: torch.device, seed: int, init_from: O
         from llmexp.checkpoints import load_checkpoint, model_state_dict
 
         state = model_state_dict(load_checkpoint(init_from))  # full tensors, sharded as they load
+        own = model.state_dict().keys()  # a pipeline stage holds only its blocks
+        state = {name: tensor for name, tensor in state.items() if name in own}
         set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
 
 

@@ -16,15 +16,17 @@ UNTIED = ["model.tie_embeddings=false"]  # a cut model cannot tie the first stag
 FOUR_LAYERS = ["model.n_layers=4"]  # interleaved: 2 ranks x 2 stages each
 
 
-def step_losses(run_dir: Path) -> dict[int, float]:
-    """train/loss per optimizer step, from the run's metrics.csv."""
+def step_losses(run_dir: Path) -> list[float]:
+    """train/loss of every optimizer step, in order, from the run's metrics.csv (a resumed run
+    appends its steps)."""
     with open(run_dir / "metrics.csv") as f:
-        return {int(row["step"]): float(row["train/loss"]) for row in csv.DictReader(f) if row.get("train/loss")}
+        return [float(row["train/loss"]) for row in csv.DictReader(f) if row.get("train/loss")]
 
 
-def assert_same_run(run_dir: Path, summary: dict, reference_dir: Path, reference: dict, steps=range(STEPS)) -> None:
+def assert_same_run(run_dir: Path, summary: dict, reference_dir: Path, reference: dict) -> None:
     losses, expected = step_losses(run_dir), step_losses(reference_dir)
-    assert [losses[s] for s in steps] == pytest.approx([expected[s] for s in steps], abs=1e-5)
+    assert len(losses) == len(expected) == STEPS
+    assert losses == pytest.approx(expected, abs=1e-5)
     assert summary["val_loss"] == pytest.approx(reference["val_loss"], abs=1e-5)
     assert reference["val_loss"] < reference["initial_val_loss"] - 0.3  # it learned: the check has teeth
 
@@ -95,4 +97,11 @@ def test_resume_between_pipeline_and_single_matches_an_uninterrupted_run(first, 
     assert is_distributed_checkpoint(run_dir / "checkpoints" / "last.ckpt") == (first == "pp")
     resumed = train(then, run_dir, STEPS, *UNTIED)  # the same folder, more steps, another layout
     assert resumed["steps"] == STEPS
-    assert_same_run(run_dir, resumed, *single, steps=range(3, STEPS))
+    assert_same_run(run_dir, resumed, *single)  # steps 1-3 under one layout, 4-6 under the other
+
+
+@pytest.mark.slow  # a 2-process run
+def test_meta_initialised_pipeline_loads_init_from_weights_into_its_stages(single, tmp_path):
+    # each stage allocates only its blocks, then loads them by name from the full checkpoint
+    summary = train("pp", tmp_path / "run", 1, *UNTIED, "parallelism.meta_init=true", f"init_from={single[0]}")
+    assert summary["initial_val_loss"] == pytest.approx(single[1]["val_loss"], abs=1e-5)
