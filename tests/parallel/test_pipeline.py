@@ -43,7 +43,7 @@ def single_four_layers(tmp_path_factory):
     return run_dir, train("single", run_dir, STEPS, *UNTIED, *FOUR_LAYERS)
 
 
-def test_1f1b_pipeline_over_two_ranks_trains_like_one_process(single, tmp_path):
+def test_1f1b_pipeline_over_two_ranks_trains_like_one_process(single, tmp_path):  # ~25 s: the default suite's pipeline
     # 2 micro-batches of 4 per step through 2 stages of one block each (embedding on the first,
     # norm and output projection on the second)
     summary = train("pp", tmp_path / "run", STEPS, *UNTIED, "parallelism.pp_schedule=1f1b")
@@ -80,9 +80,10 @@ def test_fsdp_x_pp_2x2_trains_like_one_process(tmp_path):
     assert_same_run(tmp_path / "run", summary, tmp_path / "single", reference)
 
 
+@pytest.mark.slow  # a 2-process training
 @pytest.mark.parametrize("shard", [
     1,  # 2 replicas x shard 1: plain replication through FSDP2's 2-D mesh
-    pytest.param(2, marks=pytest.mark.slow),  # 1 replica x shard 2
+    2,  # 1 replica x shard 2
 ])
 def test_hsdp_trains_like_one_process(shard, single, tmp_path):
     summary = train("hsdp", tmp_path / "run", STEPS, *UNTIED, f"parallelism.shard_size={shard}")
