@@ -43,7 +43,8 @@ def single_four_layers(tmp_path_factory):
     return run_dir, train("single", run_dir, STEPS, *UNTIED, *FOUR_LAYERS)
 
 
-def test_1f1b_pipeline_over_two_ranks_trains_like_one_process(single, tmp_path):  # ~25 s: the default suite's pipeline
+# ~25 s, kept in the default suite: the one pipeline test every run of the suite sees
+def test_1f1b_pipeline_over_two_ranks_trains_like_one_process(single, tmp_path):
     # 2 micro-batches of 4 per step through 2 stages of one block each (embedding on the first,
     # norm and output projection on the second)
     summary = train("pp", tmp_path / "run", STEPS, *UNTIED, "parallelism.pp_schedule=1f1b")
