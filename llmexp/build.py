@@ -42,7 +42,7 @@ def build(
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min",
                         save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
         LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", getattr(data, "val_unigram_entropy", None)),
-        TrainingBar(refresh_rate=max(1, plan.grad_accumulation)),
+        TrainingBar(refresh_rate=max(1, plan.loader_batches_per_step)),
         Preemption(checkpoints / "last.ckpt"),
     ]
     loggers = build_loggers(cfg, run_dir, flat_config)
@@ -56,9 +56,10 @@ def build(
         precision=cfg.parallelism.precision,
         max_steps=plan.steps,
         max_epochs=-1,
-        accumulate_grad_batches=plan.grad_accumulation,
-        gradient_clip_val=cfg.optimizer.grad_clip,  # applied in StageModule.configure_gradient_clipping
-        val_check_interval=t.val_every * plan.grad_accumulation,
+        accumulate_grad_batches=plan.loader_batches_per_step,  # a pipeline's schedule accumulates itself
+        # applied in StageModule.configure_gradient_clipping (by pipeline_step under a pipeline)
+        gradient_clip_val=None if plan.pipeline else cfg.optimizer.grad_clip,
+        val_check_interval=t.val_every * plan.loader_batches_per_step,
         check_val_every_n_epoch=None,
         limit_val_batches=t.val_batches,
         num_sanity_val_steps=0,
@@ -85,6 +86,8 @@ def quiet_lightning_warnings() -> None:
         r".*Checkpoint directory .* exists and is not empty.*",
         r".*The number of training batches .* is smaller than the logging interval.*",
         r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning's _pytree on torch >= 2.9
+        # pipeline_step saves after the optimizer step, as automatic optimization does
+        r".*Using ModelCheckpoint with manual optimization.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
     warnings.formatwarning = _one_line_warning

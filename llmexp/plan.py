@@ -17,7 +17,7 @@ from typing import List, Optional
 from llmexp.accelerators import ACCELERATORS, Accelerator, cpu
 from llmexp.config.errors import ConfigError
 from llmexp.config.schema import Config, ModelConfig
-from llmexp.layout import SHARDED, Layout, explicit_layout, world_size
+from llmexp.layout import Layout, explicit_layout, stage_bounds, stages_of_rank, world_size
 
 GiB = 1024**3
 
@@ -115,6 +115,19 @@ OPTIMIZER_STATE_TEXT = {"adamw": "AdamW, 2 fp32 moments", "sgd": "SGD, 1 fp32 mo
 
 
 @dataclass
+class PipelinePlan:
+    """Pipeline parallelism (pp, fsdp_pp): how the blocks are cut and what the schedule costs."""
+
+    schedule: str  # gpipe | 1f1b | interleaved_1f1b
+    ranks: int  # pipeline degree p
+    stages_per_rank: int  # v (interleaved_1f1b: >= 2)
+    layers_per_stage: List[int]
+    microbatches: int  # m: the micro-batches of one optimizer step on one data-parallel rank
+    bubble: float  # idle share of a step: (p-1)/(m+p-1); interleaved (p-1)/(v*m+p-1)
+    in_flight: int  # micro-batch passes of a stage whose activations the busiest rank holds at once
+
+
+@dataclass
 class Plan:
     model: str
     stage: str
@@ -148,6 +161,17 @@ class Plan:
     on_cpu: bool = False  # trainer.accelerator=cpu: the estimate (priced on `accelerator`) is not this run's
     params_trainable: Optional[int] = None  # what the optimizer updates (LoRA adapters, heads); None: all
     float8_share: float = 0.0  # parallelism.float8: share of the FLOPs run as fp8 matmuls (timed at the fp8 peak)
+    pipeline: Optional[PipelinePlan] = None  # pp, fsdp_pp
+
+    @property
+    def loader_batches_per_step(self) -> int:
+        """Batches the training loader yields per optimizer step: the micro-batches, or one under
+        pipeline parallelism (the schedule splits it into its micro-batches)."""
+        return 1 if self.pipeline else self.grad_accumulation
+
+    @property
+    def loader_batch_size(self) -> int:
+        return self.micro_batch_size * self.grad_accumulation // self.loader_batches_per_step
 
     @property
     def tokens_per_param(self) -> float:
@@ -202,7 +226,9 @@ def derive(cfg: Config) -> Plan:
     fpt = flops_per_token(m, params, seq)
     total_flops = float(fpt) * tokens
     accelerator = device_of(cfg)
-    seconds = total_flops / (world * accelerator.peak_bf16_flops * p.mfu)
+    pipeline = pipeline_plan(cfg, layout, accumulation)
+    # The pipeline bubble idles every device for its share of the step.
+    seconds = total_flops / (world * accelerator.peak_bf16_flops * p.mfu) / (1 - (pipeline.bubble if pipeline else 0))
     share = float8_flops(m, seq) / fpt if cfg.parallelism.float8 else 0.0
     if share:  # the converted matmuls at the fp8 rate, the rest at bf16's: an upper bound on the speed-up
         seconds *= (1 - share) + share * accelerator.peak_bf16_flops / accelerator.peak_fp8_flops
@@ -213,12 +239,14 @@ def derive(cfg: Config) -> Plan:
     # gradient until then (FSDP2 accumulates them in the reduce dtype); where that does not fit,
     # reduce every micro-batch, as ZeRO-3 does.
     reduce_every_microbatch = False
-    if layout.strategy in ("fsdp", "fsdp_tp") and layout.dp > 1 and accumulation > 1:
+    if layout.strategy in ("fsdp", "fsdp_tp", "hsdp") and layout.dp > 1 and accumulation > 1:
         kept = params.total / layout.tp * (2 if cfg.parallelism.precision == "bf16-true" else 4)  # this TP rank's
         if memory.total + kept <= FIT * capacity:
             memory.accumulated_gradients = kept
         else:
             reduce_every_microbatch = True
+    if layout.strategy == "fsdp_pp" and layout.shard > 1:  # torch's schedules reduce after the last micro-batch only
+        memory.accumulated_gradients = memory.weights * layout.shard
 
     warnings = []
     if memory.total > FIT * capacity:
@@ -251,7 +279,7 @@ def derive(cfg: Config) -> Plan:
         budget_source=source,
         total_flops=total_flops,
         precision=cfg.parallelism.precision,
-        strategy=describe_layout(layout),
+        strategy=layout.describe(),
         memory=memory,
         accelerator=accelerator.name,
         device_memory=capacity,
@@ -264,13 +292,28 @@ def derive(cfg: Config) -> Plan:
         on_cpu=t.accelerator == "cpu",
         params_trainable=trainable_params(cfg, params),
         float8_share=share,
+        pipeline=pipeline,
     )
 
 
-def describe_layout(layout: Layout) -> str:
-    if layout.cp > 1:
-        return f"{layout.strategy} (dp {layout.dp} x cp {layout.cp} x tp {layout.tp})"
-    return layout.strategy if layout.tp == 1 else f"{layout.strategy} (dp {layout.dp} x tp {layout.tp})"
+def pipeline_plan(cfg: Config, layout: Layout, microbatches: int) -> Optional[PipelinePlan]:
+    """Bubble and activations in flight of the pipeline schedule (Narayanan et al. 2021, Megatron-LM):
+    GPipe and 1F1B idle (p-1)/(m+p-1) of a step, interleaved 1F1B with v stages per rank
+    (p-1)/(v*m+p-1). GPipe keeps all m micro-batches' activations until the backward; 1F1B at
+    most p on the first rank; interleaved its warm-up, (v-1)*p + 2*(p-1) + 1 stage passes (torch's
+    ScheduleInterleaved1F1B), i.e. 1 + (p-1)/(v*p) times 1F1B's."""
+    if layout.pp == 1:
+        return None
+    p, pc = layout.pp, cfg.parallelism
+    v = pc.pp_stages_per_rank
+    bounds = stage_bounds(cfg.model.n_layers, p * v, pc.pp_split_points)
+    if pc.pp_schedule == "gpipe":
+        in_flight, bubble = microbatches * v, (p - 1) / (microbatches + p - 1)
+    elif pc.pp_schedule == "1f1b":
+        in_flight, bubble = min(p, microbatches), (p - 1) / (microbatches + p - 1)
+    else:
+        in_flight, bubble = min((v - 1) * p + 2 * (p - 1) + 1, v * microbatches), (p - 1) / (v * microbatches + p - 1)
+    return PipelinePlan(pc.pp_schedule, p, v, [end - start for start, end in bounds], microbatches, bubble, in_flight)
 
 
 def float8_flops(model: ModelConfig, seq_len: int) -> int:
@@ -293,24 +336,61 @@ def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optio
       weights (embedding, output, final norm: never resharded) and two blocks (the one running
       and the one prefetched), plus one block's unsharded gradients; without
       reshard_after_forward every gathered weight stays until backward.
+    - hsdp: as fsdp, sharded by the shard degree only (every replica holds a full set of shards).
+    - pp / fsdp_pp: the busiest pipeline rank (weights of its stages; the activations of the
+      stage passes its schedule keeps in flight: pipeline_plan).
     - cpu_offload: sharded weights, gradients and optimizer state live on the CPU (0 here).
     """
     layout = layout or layout_of(cfg)
+    m = cfg.model
+    if layout.pp == 1:
+        return _memory(cfg, params, seq_len, layout, params.total, m.n_layers, m.n_layers, 1)
+    # Pipeline: the busiest rank's blocks (plus the embedding on the first stage, the final norm
+    # and output projection on the last) and the stage passes its schedule keeps in flight.
+    t, pc = cfg.trainer, cfg.parallelism
+    microbatches = t.global_batch_size // (t.micro_batch_size * layout.dp)
+    p, v = layout.pp, pc.pp_stages_per_rank
+    bounds = stage_bounds(m.n_layers, p * v, pc.pp_split_points)
+    per_block = (params.non_embedding - m.d_model) / m.n_layers
+    ranks = []
+    for r in range(p):
+        stages = stages_of_rank(r, p, v)
+        layers = [bounds[s][1] - bounds[s][0] for s in stages]
+        first, last = 0 in stages, p * v - 1 in stages
+        weights = sum(layers) * per_block + (params.embedding if first else 0) + (m.d_model + params.output if last else 0)
+        if pc.pp_schedule == "gpipe":
+            passes = microbatches * sum(layers)
+        elif pc.pp_schedule == "1f1b":
+            passes = min(p - r, microbatches) * sum(layers)
+        else:  # interleaved: warm-up passes over this rank's stages, each of ~n_layers / (p v) blocks
+            passes = min((v - 1) * p + 2 * (p - 1 - r) + 1, v * microbatches) * sum(layers) / v
+        heads = (microbatches if pc.pp_schedule == "gpipe" else 1) if last else 0
+        ranks.append(_memory(cfg, params, seq_len, layout, weights, sum(layers), passes, heads))
+    return max(ranks, key=lambda memory: memory.total)
+
+
+def _memory(cfg: Config, params: ParamCount, seq_len: int, layout: Layout, weights: float, layers: int,
+            layer_passes: float, head_passes: int) -> Memory:
+    """One rank holding `weights` parameters in `layers` blocks, with the activations of
+    `layer_passes` block passes and `head_passes` output-head passes kept for backward."""
     m, precision = cfg.model, cfg.parallelism.precision
     true_half = precision == "bf16-true"
     weight_bytes = 2 if true_half else 4  # mixed precision keeps fp32 master weights
     act_bytes = 4 if precision == "32" else 2
     tp = layout.tp
-    dp_shard = layout.dp * layout.cp if layout.strategy in SHARDED else 1  # FSDP shards over the CP ranks too
-    norms = m.n_layers * 2 * m.d_model + m.d_model
-    local = (params.total - norms) / tp + norms  # this TP rank's share of every weight
+    dp_shard = layout.shard  # hsdp: the shard degree only (replicas hold the same shard)
+    norms = layers * 2 * m.d_model + m.d_model
+    local = (weights - norms) / tp + norms  # this TP rank's share of every weight
     n = local / dp_shard  # ... and its FSDP shard
-    block = (params.non_embedding - norms) / m.n_layers / tp + 2 * m.d_model
+    block = (params.non_embedding - m.n_layers * 2 * m.d_model - m.d_model) / m.n_layers / tp + 2 * m.d_model
     gathered = 0.0
     if dp_shard > 1:
         compute_bytes = 2 if precision != "32" else weight_bytes  # FSDP2 gathers in param_dtype
-        root = local - block * m.n_layers
-        in_flight = local if not cfg.parallelism.reshard_after_forward else root + 2 * block
+        root = local - block * layers
+        # torch's pipeline schedules keep a stage unsharded from its first backward to its last
+        # (reshard_after_backward off between micro-batches), like reshard_after_forward=false
+        kept = not cfg.parallelism.reshard_after_forward or layout.pp > 1
+        in_flight = local if kept else root + 2 * block
         gathered = in_flight * compute_bytes + block * weight_bytes
     q_dim, kv_dim = attention_dims(m)
     tokens = cfg.trainer.micro_batch_size * seq_len / layout.cp  # context parallelism: this rank's share of each sequence
@@ -326,16 +406,16 @@ def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optio
     norm_path = 2 * m.d_model * 4 / tp + m.d_model * act_bytes
     per_layer = 2 * norm_path + (2 * q_dim + 2 * kv_dim + 4 * m.ffn_dim) * act_bytes / tp
     vocab = vocab_size_of(cfg)
-    head = (norm_path + vocab * 4) * tokens
-    full = per_layer * m.n_layers * tokens + head
+    head = (norm_path + vocab * 4) * tokens * head_passes
+    full = per_layer * layer_passes * tokens + head
     block_input = m.d_model * 4 / tp  # the fp32 residual stream entering a block (seq-split under TP)
     if cfg.parallelism.activation_checkpointing_mode == "selective":
         # Outputs of matmuls and attention kept (q, k, v, attention out, wo, w1, w3, w2);
         # norms, RoPE and SwiGLU's pointwise ops recomputed.
         kept = block_input + (2 * q_dim + m.d_model + 2 * kv_dim + 2 * m.ffn_dim) * act_bytes / tp
-        checkpointed = kept * m.n_layers * tokens + per_layer * tokens + head
+        checkpointed = kept * layer_passes * tokens + per_layer * tokens + head
     else:
-        checkpointed = block_input * m.n_layers * tokens + per_layer * tokens + head
+        checkpointed = block_input * layer_passes * tokens + per_layer * tokens + head
     offload = cfg.parallelism.cpu_offload
     return Memory(
         weights=0.0 if offload else n * weight_bytes,
@@ -385,6 +465,7 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
         f"  memory/device   {mem.total / GiB:>17.2f} GiB  of {plan.device_memory / GiB:.1f} GiB on {plan.accelerator}"
         f"  ({plan.strategy}, precision {plan.precision}, activation checkpointing {ckpt})",
         *([f"    layout        {plan.layout_reason}"] if plan.layout_reason else []),
+        *([_pipeline_line(plan.pipeline)] if plan.pipeline else []),
         f"    weights       {mem.weights / GiB:>17.2f} GiB",
         f"    gradients     {mem.gradients / GiB:>17.2f} GiB",
         f"    optimizer     {mem.optimizer / GiB:>17.2f} GiB  ({plan.optimizer})",
@@ -399,6 +480,14 @@ def format_plan(plan: Plan, gib: Optional[float] = None) -> str:
     ]
     lines += [f"  warning: {w}" for w in plan.warnings]
     return "\n".join(lines)
+
+
+def _pipeline_line(pp: PipelinePlan) -> str:
+    sizes = sorted(set(pp.layers_per_stage))
+    blocks = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+    return (f"    pipeline      {pp.schedule}, {pp.ranks * pp.stages_per_rank} stages of {blocks} blocks "
+            f"(pp {pp.ranks} x {pp.stages_per_rank} per rank), {pp.microbatches} micro-batches: bubble {pp.bubble:.1%} "
+            f"(in the time estimate), {pp.in_flight} stage passes in flight on the busiest rank")
 
 
 def _time_line(plan: Plan) -> str:
@@ -502,8 +591,7 @@ def choose_layout(cfg: Config) -> LayoutChoice:
     fitting = [o for o in options if o[1] <= budget]
     cost, total, layout, mode, micro = min(fitting, key=lambda o: o[:2]) if fitting else min(options, key=lambda o: o[1])
     def describe(layout: Layout, mode: str, micro: int) -> str:
-        name = describe_layout(layout)
-        return f"{name}, activation checkpointing {mode}, micro-batch {micro}"
+        return f"{layout.describe()}, activation checkpointing {mode}, micro-batch {micro}"
 
     _, cheapest_total, *cheapest = min(options, key=lambda o: o[:2])
     if not fitting:

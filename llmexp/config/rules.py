@@ -20,7 +20,7 @@ from llmexp.config.groups.tokenizer import check_tokenizer
 from llmexp.config.groups.trainer import check_trainer
 from llmexp.config.schema import Config
 from llmexp.io import checkpoint_file_problem
-from llmexp.layout import world_size
+from llmexp.layout import MODEL_PARALLEL, PIPELINED, Layout, world_size
 from llmexp.plan import layout_of
 
 DRY_RUN = (False, True, "json")
@@ -119,6 +119,10 @@ def _check_devices(cfg: Config) -> None:
                 f"only fsdp_tp takes a TP degree (tp uses all {world} devices); strategy is {p.strategy}")
         require(p.tensor_parallel_size >= 1 and world % p.tensor_parallel_size == 0, "parallelism.tensor_parallel_size",
                 p.tensor_parallel_size, f"must divide trainer.devices x num_nodes = {world}")
+    for key in ("shard_size", "pipeline_parallel_size"):
+        n = getattr(p, key)
+        if n is not None:
+            require(n >= 1 and world % n == 0, f"parallelism.{key}", n, f"must divide trainer.devices x num_nodes = {world}")
 
 
 def _check_gpu_only(cfg: Config) -> None:
@@ -172,6 +176,8 @@ def _check_layout(cfg: Config) -> None:
             require(n % tp == 0, key, tp, f"TP degree {tp} must divide {what}={n}")
         seq = t.seq_len or m.max_seq_len  # sequence parallelism splits norms' inputs along the sequence
         require(seq % tp == 0, key, tp, f"TP degree {tp} must divide the sequence length {seq}")
+    if layout.pp > 1 or p.strategy in PIPELINED:
+        _check_pipeline(cfg, layout)
     per_step = t.micro_batch_size * layout.dp
     require(
         t.global_batch_size % per_step == 0, "trainer.global_batch_size", t.global_batch_size,
@@ -180,10 +186,47 @@ def _check_layout(cfg: Config) -> None:
     )
 
 
+def _check_pipeline(cfg: Config, layout: Layout) -> None:
+    """Pipeline parallelism: stages the blocks can be cut into, enough micro-batches to fill
+    the pipeline, and what a cut model cannot do (tied embeddings span the first and last stage)."""
+    p, t, m = cfg.parallelism, cfg.trainer, cfg.model
+    key = "parallelism.pipeline_parallel_size" if p.strategy == "fsdp_pp" else "trainer.devices"
+    require(layout.pp >= 2, key, layout.pp, f"{p.strategy} needs >= 2 pipeline ranks "
+            f"(fsdp_pp: parallelism.pipeline_parallel_size, default trainer.num_nodes={t.num_nodes})")
+    require(cfg.stage.name == "pretrain", "parallelism.strategy", p.strategy,
+            f"pipeline parallelism runs stage=pretrain only; stage={cfg.stage.name}: use fsdp or fsdp_tp")
+    require(not m.tie_embeddings, "model.tie_embeddings", True,
+            "tied embeddings would span the first and the last pipeline stage: untie them or use fsdp")
+    require(p.precision != "16-mixed", "parallelism.precision", p.precision,
+            "fp16's loss scaling does not reach inside a pipeline schedule: use bf16-mixed")
+    require(p.distributed_checkpoint, "parallelism.distributed_checkpoint", False,
+            "pipeline stages save their own blocks: checkpoints are DCP folders (true)")
+    stages = layout.pp * p.pp_stages_per_rank
+    if p.pp_split_points is not None:
+        points = list(p.pp_split_points)
+        require(len(points) == stages - 1 and points == sorted(set(points)) and 0 < points[0] and points[-1] < m.n_layers,
+                "parallelism.pp_split_points", points, f"{stages - 1} increasing block indices in 1..{m.n_layers - 1} "
+                f"({stages} stages = pp {layout.pp} x {p.pp_stages_per_rank} per rank)")
+    else:
+        require(m.n_layers % stages == 0, "model.n_layers", m.n_layers,
+                f"must divide into {stages} equal pipeline stages (pp {layout.pp} x {p.pp_stages_per_rank} per rank): "
+                "or set parallelism.pp_split_points")
+    if t.global_batch_size % (t.micro_batch_size * layout.dp):
+        return  # the batch rule below names it
+    micro = t.global_batch_size // (t.micro_batch_size * layout.dp)
+    need = f"a multiple of pp {layout.pp}" if p.pp_schedule == "interleaved_1f1b" else f">= pp {layout.pp}"
+    ok = micro % layout.pp == 0 if p.pp_schedule == "interleaved_1f1b" else micro >= layout.pp
+    require(ok, "trainer.global_batch_size", t.global_batch_size,
+            f"gives {micro} micro-batches per step (global / (micro_batch_size {t.micro_batch_size} x dp {layout.dp})); "
+            f"the {p.pp_schedule} pipeline needs {need}")
+
+
 # Keys only some layouts read: set away from their default under another layout, refused
 # (the strategy named is the resolved one: parallelism=auto picks it by size).
-LAYOUT_ONLY = {"reshard_after_forward": ("fsdp", "fsdp_tp"), "meta_init": ("fsdp", "tp", "fsdp_tp"),
-               "distributed_checkpoint": ("fsdp", "tp", "fsdp_tp"), "deepspeed_stage": ("deepspeed",)}
+LAYOUT_ONLY = {"reshard_after_forward": ("fsdp", "fsdp_tp", "hsdp", "fsdp_pp"), "meta_init": MODEL_PARALLEL,
+               "distributed_checkpoint": MODEL_PARALLEL, "deepspeed_stage": ("deepspeed",), "shard_size": ("hsdp",),
+               "pipeline_parallel_size": ("fsdp_pp",), "pp_schedule": PIPELINED, "pp_stages_per_rank": PIPELINED,
+               "pp_split_points": PIPELINED}
 
 
 def _refuse_idle_parallelism_keys(cfg: Config, strategy: str) -> None:

@@ -92,9 +92,11 @@ class TokenDataModule(ResumableDataModule):
     def __init__(
         self, data: PreparedData, seq_len: int, micro_batch_size: int, total_micro_batches: int,
         val_batches: int, seed: int, num_workers: int = 0, on_exhausted: str = "repeat", global_batch_size: int = 0,
+        val_batch_size: int = 0,
     ):
         super().__init__()
         self.data, self.seq_len, self.micro = data, seq_len, micro_batch_size
+        self.val_micro = val_batch_size or micro_batch_size  # a pipeline's training batch is a whole step
         self.total_micro_batches = total_micro_batches  # per rank, for the whole run
         self.val_batches, self.seed, self.num_workers = val_batches, seed, num_workers
         self.on_exhausted, self.global_batch_size = on_exhausted, global_batch_size
@@ -163,22 +165,22 @@ class TokenDataModule(ResumableDataModule):
 
     def val_dataloader(self) -> DataLoader:
         val = ShardWindows(self.data.shards("val"), self.data.dtype, self.seq_len)
-        items = val.interleaved(self.val_batches * self.micro)
+        items = val.interleaved(self.val_batches * self.val_micro)
         if not items:
             n = sum(n for shards in self.data.shards("val") for _, n in shards)
             raise ValueError(
                 f"validation text has {n} tokens: shorter than one sequence of {self.seq_len}; "
                 "raise data.val_fraction or lower trainer.seq_len"
             )
-        return DataLoader(_Items(val, items), batch_size=self.micro, shuffle=False, num_workers=0)
+        return DataLoader(_Items(val, items), batch_size=self.val_micro, shuffle=False, num_workers=0)
 
 
 def token_datamodule(cfg, plan, data: PreparedData) -> TokenDataModule:
     """The pretraining stage's data: packed token windows of the prepared mix."""
     t = cfg.trainer
     return TokenDataModule(
-        data, seq_len=plan.seq_len, micro_batch_size=t.micro_batch_size,
-        total_micro_batches=plan.steps * plan.grad_accumulation, val_batches=t.val_batches,
+        data, seq_len=plan.seq_len, micro_batch_size=plan.loader_batch_size,
+        total_micro_batches=plan.steps * plan.loader_batches_per_step, val_batches=t.val_batches,
         seed=t.seed, num_workers=t.num_workers, on_exhausted=cfg.data.on_exhausted,
-        global_batch_size=plan.global_batch_size,
+        global_batch_size=plan.global_batch_size, val_batch_size=t.micro_batch_size,
     )

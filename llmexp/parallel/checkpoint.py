@@ -14,6 +14,7 @@ What a path holds (`is_checkpoint`, ...) is asked in llmexp/artifacts.py, withou
 """
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from pathlib import Path
@@ -60,17 +61,28 @@ def _optimizer_by_names(state: dict[str, Any], names: list[list[str]]) -> dict[s
     return {"state": {flat[i]: value for i, value in state["state"].items()}, "param_groups": groups}
 
 
-def rescale_batch_progress(checkpoint: dict[str, Any], accumulation: int) -> None:
+AUTOMATIC = "epoch_loop.automatic_optimization.optim_progress"
+MANUAL = "epoch_loop.manual_optimization.optim_step_progress"
+
+
+def rescale_batch_progress(checkpoint: dict[str, Any], accumulation: int, manual: bool = False) -> None:
     """Lightning counts micro-batches in its loop state; a run resumed under another layout can
-    accumulate a different number of micro-batches per optimizer step (dp changed, same global
-    batch). Rescale the counts so the resumed run sits on a step boundary."""
+    read a different number of loader batches per optimizer step (dp changed, same global batch;
+    a pipeline reads one batch per step). Rescale the counts so the resumed run sits on a step
+    boundary, and move the optimizer-step count to where the resuming run's loop reads it
+    (`manual`: pipeline stages step the optimizer themselves)."""
     loop = checkpoint.get("loops", {}).get("fit_loop", {})
-    steps = (loop.get("epoch_loop.automatic_optimization.optim_progress", {})
-             .get("optimizer", {}).get("step", {}).get("total", {}).get("completed", 0))
+    automatic_steps = loop.get(AUTOMATIC, {}).get("optimizer", {}).get("step")
+    steps_progress = automatic_steps if automatic_steps and automatic_steps["total"]["completed"] else loop.get(MANUAL)
+    steps = steps_progress["total"]["completed"] if steps_progress else 0
     progress = loop.get("epoch_loop.batch_progress")
     if not steps or not progress or not progress["total"]["completed"]:
         return
-    saved = progress["total"]["completed"] // steps  # the saving run's accumulation
+    if manual and MANUAL in loop:
+        loop[MANUAL] = copy.deepcopy(steps_progress)
+    elif not manual and automatic_steps is not None:
+        loop[AUTOMATIC]["optimizer"]["step"] = copy.deepcopy(steps_progress)
+    saved = progress["total"]["completed"] // steps  # the saving run's batches per step
     if saved == accumulation or progress["total"]["completed"] % steps:
         return
     for scope in ("total", "current"):

@@ -18,10 +18,11 @@ from llmexp.parallel.tensor import apply_tensor_parallel
 
 
 def build_model(make: Callable[[], nn.Module], cfg: ParallelismConfig, device_mesh, device: torch.device,
-                n_params: int, seed: int, init_from: Optional[str] = None) -> nn.Module:
-    """The model, parallelised. Under fsdp/tp with `meta_init` (default: from 1B parameters) it
-    is built on the meta device, sharded, and only then allocated and initialised, shard by
-    shard: no rank ever holds the whole model (a 70B model is 280 GB in fp32)."""
+                n_params: int, seed: int, init_from: Optional[str] = None, apply: Optional[Callable] = None) -> nn.Module:
+    """The model, parallelised (by `parallelize`, or `apply(model, cfg, device_mesh)`: pipeline
+    stages). Under fsdp/tp with `meta_init` (default: from 1B parameters) it is built on the meta
+    device, sharded, and only then allocated and initialised, shard by shard: no rank ever holds
+    the whole model (a 70B model is 280 GB in fp32)."""
     from llmexp.checkpoints import load_model_weights
 
     from llmexp.hf_config import is_hf_folder
@@ -32,7 +33,7 @@ def build_model(make: Callable[[], nn.Module], cfg: ParallelismConfig, device_me
         model = make()
     if init_from and not meta:
         load_model_weights(model, init_from)
-    model = parallelize(model, cfg, device_mesh)
+    model = (apply or parallelize)(model, cfg, device_mesh)
     if meta:
         _materialize(model, device, seed, init_from)
     return model
@@ -60,6 +61,8 @@ def _materialize(model: nn.Module, device: torch.device, seed: int, init_from: O
         from llmexp.checkpoints import load_checkpoint, model_state_dict
 
         state = model_state_dict(load_checkpoint(init_from))  # full tensors, sharded as they load
+        own = model.state_dict().keys()  # a pipeline stage holds only its blocks
+        state = {name: tensor for name, tensor in state.items() if name in own}
         set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
 
 
@@ -73,8 +76,9 @@ def parallelize(model: nn.Module, cfg: ParallelismConfig, device_mesh=None) -> n
     if device_mesh is not None and device_mesh["tensor_parallel"].size() > 1:
         apply_tensor_parallel(model, device_mesh["tensor_parallel"])
     apply_parallelism(model, cfg)  # activation checkpointing and compile per block
-    if device_mesh is not None and cfg.strategy in ("fsdp", "fsdp_tp"):
-        apply_fsdp(model, device_mesh["data_parallel"], cfg)
+    if device_mesh is not None and cfg.strategy in ("fsdp", "fsdp_tp", "hsdp"):
+        # hsdp: FSDP2 over the 2-D ("replicate", "shard") mesh: sharded within, replicated across
+        apply_fsdp(model, device_mesh["replicate", "shard"] if cfg.strategy == "hsdp" else device_mesh["data_parallel"], cfg)
     return model
 
 

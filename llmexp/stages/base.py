@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import lightning as L
 import numpy as np
@@ -17,6 +17,7 @@ from llmexp.outcomes import Diverged
 from llmexp.parallel.checkpoint import PARAM_NAMES, optimizer_param_names, rescale_batch_progress
 from llmexp.parallel.context import ContextParallel, context_parallel_of
 from llmexp.parallel.parallelize import build_model, data_parallel_rank_and_size, set_gradient_sync
+from llmexp.parallel.pipelining import Pipeline, build_pipeline, clip_grad_norm
 from llmexp.plan import Plan
 
 
@@ -28,6 +29,8 @@ class StageModule(L.LightningModule):
     """Subclasses implement `loss(batch) -> (loss, n_tokens)` for their batch format."""
 
     val_loss_meaning = "cross-entropy of the validation tokens, nats/token"  # what val/loss measures, in its units
+    # (logits, targets) -> mean loss of a micro-batch: stages that run under pipeline parallelism
+    pipeline_loss: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None
 
     def __init__(self, cfg: Config, plan: Plan, flat_config: dict[str, Any], checkpoint_meta: dict[str, Any]):
         super().__init__()
@@ -41,6 +44,9 @@ class StageModule(L.LightningModule):
         self._step_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
         self.last_val_step: Optional[int] = None
         self.context_parallel: Optional[ContextParallel] = None  # parallelism.context_parallel_size > 1
+        self.pipeline: Optional[Pipeline] = None  # pp, fsdp_pp: this rank's stages and schedule
+        # A pipeline schedule runs forward and backward itself: the stage steps the optimizer (pipeline_step).
+        self.automatic_optimization = plan.pipeline is None
 
     def configure_model(self) -> None:
         # Built here, not in __init__, so strategies can shard it as it is created.
@@ -48,6 +54,10 @@ class StageModule(L.LightningModule):
             # FSDP2/TP from outside the model; the mesh is set by ModelParallelStrategy only.
             # init_from: a resumed run overwrites these weights with its own checkpoint.
             device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+            if self.plan.pipeline is not None:
+                self.model, self.pipeline = build_pipeline(lambda: Llama(self.shape), self.cfg, self.plan.grad_accumulation,
+                                                           self.device_mesh, device, self.plan.params_total, self.pipeline_loss)
+                return
             self.model = build_model(lambda: Llama(self.shape), self.cfg.parallelism, self.device_mesh, device,
                                      self.plan.params_total, self.cfg.trainer.seed, self.cfg.init_from)
             self.context_parallel = context_parallel_of(self.device_mesh, self.cfg.parallelism)
@@ -59,6 +69,20 @@ class StageModule(L.LightningModule):
         loss, n_tokens = self.loss(batch)
         self._tokens_since += n_tokens * data_parallel_rank_and_size(self.trainer)[1]  # TP ranks share a batch
         self.record_step_loss(loss)
+        return loss
+
+    def pipeline_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """One optimizer step under pipeline parallelism: the schedule runs forward and backward of
+        every micro-batch of the step (the accumulation), then clipping, the optimizer and the LR
+        schedule step as Lightning steps them under the other layouts."""
+        loss = self.pipeline.step(inputs, targets)
+        self._tokens_since += targets.numel() * data_parallel_rank_and_size(self.trainer)[1]
+        self.record_step_loss(loss)
+        optimizer = self.optimizers()
+        self.configure_gradient_clipping(optimizer)
+        optimizer.step()
+        optimizer.zero_grad()
+        self.lr_schedulers().step()
         return loss
 
     def record_step_loss(self, loss: torch.Tensor) -> None:
@@ -106,10 +130,13 @@ class StageModule(L.LightningModule):
             self.context_parallel.leave()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        loss, _ = self.loss(batch)
+        loss = self.validation_loss(batch)
         if self.context_parallel is not None:
             self.context_parallel.leave()
         self.log("val/loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        return self.loss(batch)[0]
 
     def on_validation_epoch_end(self) -> None:
         self.last_val_step = self.global_step
@@ -131,9 +158,8 @@ class StageModule(L.LightningModule):
         if self.cfg.parallelism.precision == "16-mixed":
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
         max_norm = self.cfg.optimizer.grad_clip or float("inf")
-        norm = torch.nn.utils.clip_grad_norm_([p for p in self.parameters() if p.requires_grad], max_norm)
-        if hasattr(norm, "full_tensor"):  # FSDP2/TP: a DTensor, already reduced over the mesh
-            norm = norm.full_tensor()
+        norm = clip_grad_norm([p for p in self.parameters() if p.requires_grad], max_norm,
+                              self.pipeline.group if self.pipeline is not None else None)
         if not torch.isfinite(norm):  # before the optimizer step: the weights are still the last good ones
             raise Diverged(self.global_step + 1, "train/grad_norm", float(norm))
         if self.global_step % self.cfg.trainer.log_every == 0:
@@ -155,7 +181,8 @@ class StageModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rescale_batch_progress(checkpoint, self.plan.grad_accumulation)  # resumed under another dp degree
+        # resumed under another dp degree, or across pipeline and other layouts
+        rescale_batch_progress(checkpoint, self.plan.loader_batches_per_step, manual=not self.automatic_optimization)
         rng = checkpoint.get("rng")
         if not rng:
             return

@@ -1,19 +1,35 @@
 """Pretraining: next-token prediction over packed windows of documents."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
 from llmexp.stages.base import StageModule
 
 
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
 class PretrainModule(StageModule):
+    pipeline_loss = staticmethod(next_token_loss)
+
     def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
         """`batch` is (B, T+1) token ids: inputs are the first T, targets the last T."""
         inputs, targets = batch[:, :-1], batch[:, 1:]
         n_tokens, positions = targets.numel(), None  # the batch's tokens, which a CP group shares
         if self.context_parallel is not None:  # this rank's chunks of every sequence (ring attention)
             inputs, targets, positions = self.context_parallel.shard(inputs, targets)
-        logits = self(inputs, positions=positions)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        return loss, n_tokens
+        return next_token_loss(self(inputs, positions=positions), targets), n_tokens
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        if self.pipeline is not None:  # the loader's batch is the whole step, split by the schedule
+            return self.pipeline_step(batch[:, :-1], batch[:, 1:])
+        return super().training_step(batch, batch_idx)
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        if self.pipeline is not None:
+            return self.pipeline.evaluate(batch[:, :-1], batch[:, 1:])
+        return super().validation_loss(batch)

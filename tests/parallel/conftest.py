@@ -24,6 +24,11 @@ LAYOUTS = {  # overrides per layout; 2 processes each, 4 for the 2-D one
     "tp": ["parallelism=tp", "parallelism.precision=32", "trainer.devices=2"],
     "fsdp_tp": ["parallelism=fsdp_tp", "parallelism.precision=32", "parallelism.activation_checkpointing=false",
                 "trainer.devices=4", "parallelism.tensor_parallel_size=2"],
+    "pp": ["parallelism=pp", "parallelism.precision=32", "trainer.devices=2"],
+    # dp 2 x pp 2; micro-batch 2, so each data-parallel rank runs 2 micro-batches through its pipeline
+    "fsdp_pp": ["parallelism=fsdp_pp", "parallelism.precision=32", "trainer.devices=4",
+                "parallelism.pipeline_parallel_size=2", "trainer.micro_batch_size=2"],
+    "hsdp": ["parallelism=hsdp", "parallelism.precision=32", "trainer.devices=2"],
 }
 
 

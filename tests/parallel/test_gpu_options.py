@@ -72,7 +72,7 @@ def test_context_parallelism_divides_activations_and_shards_fsdp_over_dp_x_cp():
     cp = llmexp.derive(llmexp.compose([*H100, *CP]))
     cfg = llmexp.compose([*H100, *CP])
     assert layout_of(cfg) == Layout("fsdp", 4, 1, 2)
-    assert cp.strategy == "fsdp (dp 4 x cp 2 x tp 1)"
+    assert cp.strategy == "fsdp (dp 4 x cp 2)"
     # Each rank holds half of every sequence: every activation term halves.
     assert cp.memory.activations == pytest.approx(plain.memory.activations / 2)
     assert cp.memory.activations_checkpointed == pytest.approx(plain.memory.activations_checkpointed / 2)

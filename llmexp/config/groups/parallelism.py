@@ -1,14 +1,15 @@
 """parallelism group: how the model is laid out over devices (docs/parallelism.md). Applied from
-outside the model by llmexp/parallel/; the layout (dp x tp = devices x nodes) by llmexp/layout.py."""
+outside the model by llmexp/parallel/; the layout (dp x tp x pp = devices x nodes) by llmexp/layout.py."""
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 from llmexp.config.checks import choice, one_of, positive, require
 
-Strategy = Literal["auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "deepspeed"]
+Strategy = Literal["auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "hsdp", "pp", "fsdp_pp", "deepspeed"]
+PipelineSchedule = Literal["gpipe", "1f1b", "interleaved_1f1b"]
 Precision = Literal["32", "bf16-mixed", "16-mixed", "bf16-true"]
 
 
@@ -31,6 +32,12 @@ class ParallelismConfig:
     # sharing a batch; FSDP shards over dp x cp. float8: block matmuls in float8 (torchao).
     context_parallel_size: int = 1
     float8: bool = False
+    shard_size: Optional[int] = None  # hsdp: FSDP shard degree (None: trainer.devices; replicas across nodes)
+    pipeline_parallel_size: Optional[int] = None  # fsdp_pp: pipeline degree (None: trainer.num_nodes); pp: every device
+    # Pipeline schedule (torch.distributed.pipelining); the micro-batches of one optimizer step are its micro-batches.
+    pp_schedule: str = choice(PipelineSchedule, "1f1b")
+    pp_stages_per_rank: int = 1  # interleaved_1f1b: virtual stages per rank (>= 2); others: 1
+    pp_split_points: Optional[List[int]] = None  # first block of every stage but the first (None: equal stages)
 
 
 def check_parallelism(p: ParallelismConfig) -> None:
@@ -49,3 +56,10 @@ def check_parallelism(p: ParallelismConfig) -> None:
                 f"float8 runs under single, ddp or fsdp (not {p.strategy}: torchao's float8 TP styles are not applied)")
         require(p.precision in ("bf16-mixed", "bf16-true"), "parallelism.float8", True,
                 f"float8 matmuls sit in bf16 training: set parallelism.precision=bf16-mixed or bf16-true (not {p.precision})")
+    positive("parallelism.pp_stages_per_rank", p.pp_stages_per_rank)
+    if p.pp_schedule == "interleaved_1f1b":
+        require(p.pp_stages_per_rank >= 2, "parallelism.pp_stages_per_rank", p.pp_stages_per_rank,
+                "interleaved_1f1b runs >= 2 virtual stages per rank (1 is plain 1f1b)")
+    else:
+        require(p.pp_stages_per_rank == 1, "parallelism.pp_stages_per_rank", p.pp_stages_per_rank,
+                f"only interleaved_1f1b runs several stages per rank; pp_schedule is {p.pp_schedule}")
