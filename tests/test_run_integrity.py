@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +149,10 @@ def test_sigterm_saves_then_the_rerun_equals_the_uninterrupted_run(corpus, strai
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_run(straight, stopped)
+    # One bar over the whole run's optimizer steps, starting where the rerun resumed.
+    shown = [(int(n), int(total)) for n, total in re.findall(r"steps:.*?\| *(\d+)/(\d+) \[", result.stdout)]
+    assert shown[0] == (step, STEPS) and shown[-1] == (STEPS, STEPS), shown
+    assert {total for _, total in shown} == {STEPS} and [n for n, _ in shown] == sorted(n for n, _ in shown)
 
 
 def test_a_diverging_run_stops_with_its_own_status_and_exit_code(corpus, tmp_path):
@@ -240,3 +245,42 @@ def test_sft_killed_three_times_equals_the_uninterrupted_run(corpus, chats, tmp_
                 "stage.truncation=right", "trainer.seq_len=64", f"run_dir={run_dir}", *layout]
     killed_and_rerun_equals_straight(sft(tmp_path / "straight"), sft(tmp_path / "killed"), tmp_path / "killed",
                                      tmp_path / "straight")
+
+
+def test_the_progress_bar_of_a_resumed_run_counts_the_run_s_steps_and_times_the_rest(tmp_path):
+    """The bar of a run resumed at step 4 of 8 (2 micro-batches a step) shows 4/8 at its start
+    and its ETA from the steps this process ran: at 1 s a step, 6/8 after 2 s is 2 s from the end
+    (Lightning's own bar would say 3 steps/s)."""
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from llmexp.build import TrainingBar
+
+    class Clock(L.Callback):  # tqdm's clock, one second per optimizer step
+        def __init__(self):
+            self.now, self.shown = 0.0, {}
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            bar.train_progress_bar._time = lambda: self.now
+            bar.train_progress_bar.start_t = self.now
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.now += 0.5
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if (batch_idx + 1) % 2 == 0:
+                self.shown[trainer.global_step] = str(bar.train_progress_bar)
+
+    def trainer(steps: int, *callbacks) -> L.Trainer:
+        return L.Trainer(max_steps=steps, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, callbacks=list(callbacks))
+
+    first = trainer(4)
+    first.fit(BoringModel())
+    first.save_checkpoint(tmp_path / "step4.ckpt")
+    bar, clock = TrainingBar(), Clock()
+    trainer(8, bar, clock).fit(BoringModel(), ckpt_path=tmp_path / "step4.ckpt", weights_only=True)
+    assert sorted(clock.shown) == [5, 6, 7, 8]
+    assert bar.train_progress_bar.total == 8 and bar.train_progress_bar.initial == 4
+    for step, times in ((5, "00:01<00:03"), (6, "00:02<00:02"), (8, "00:04<00:00")):
+        assert re.search(rf"\| {step}/8 \[{times}, +1\.00it/s", clock.shown[step]), clock.shown[step]
