@@ -175,15 +175,17 @@ class LossPlot(L.Callback):
 
 
 class Preemption(L.Callback):
-    """SIGTERM (a scheduler's time limit, `kill`) and SIGUSR1 (SLURM's `--signal=SIGUSR1@90`
-    warning) save last.ckpt at the next optimizer-step boundary, as an interval checkpoint
-    would, and stop the run with `Preempted` when the next batch starts (once that step's
-    metrics are logged); under SLURM, SIGUSR1 also requeues the job (`scontrol requeue`), whose
-    rerun resumes from that checkpoint. Lightning's own handlers save from inside the signal
-    handler (mid-step, possibly mid-accumulation: not exactly resumable) or stop without
-    saving; these only set a flag, and every rank agrees on the step to stop at."""
+    """SIGTERM (a scheduler's time limit, `kill`), SIGUSR1 (SLURM's `--signal=SIGUSR1@90`
+    warning) and SIGUSR2 (submitit's preemption and timeout warning, Hydra's submitit launcher)
+    save last.ckpt at the next optimizer-step boundary, as an interval checkpoint would, and
+    stop the run with `Preempted` when the next batch starts (once that step's metrics are
+    logged); under SLURM, SIGUSR1 also requeues the job (`scontrol requeue`), whose rerun
+    resumes from that checkpoint (a multirun job hands SIGUSR2 to submitit, which requeues it:
+    llmexp/multirun.py). Lightning's own handlers save from inside the signal handler
+    (mid-step, possibly mid-accumulation: not exactly resumable) or stop without saving; these
+    only set a flag, and every rank agrees on the step to stop at."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self, last_checkpoint: Path):
         self.last_checkpoint = last_checkpoint

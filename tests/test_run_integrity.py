@@ -284,3 +284,56 @@ def test_the_progress_bar_of_a_resumed_run_counts_the_run_s_steps_and_times_the_
     assert bar.train_progress_bar.total == 8 and bar.train_progress_bar.initial == 4
     for step, times in ((5, "00:01<00:03"), (6, "00:02<00:02"), (8, "00:04<00:00")):
         assert re.search(rf"\| {step}/8 \[{times}, +1\.00it/s", clock.shown[step]), clock.shown[step]
+
+
+def sweep_outcome(sweep: Path) -> dict[int, dict]:
+    return {job["job"]: job for job in json.loads((sweep / "summary.json").read_text())["jobs"]}
+
+
+def test_a_diverged_job_of_a_multirun_leaves_the_others_running_and_the_summary_names_it(corpus, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", *MODEL, *TRAIN, "data=jsonl", f"data.sources.0.path={corpus}", "data.val_fraction=0.2",
+                     "trainer.max_steps=6", "optimizer.warmup_steps=0", "optimizer.grad_clip=null",
+                     "optimizer.lr=1e6,1e-3", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 3, result.stderr[-3000:]  # the first job that did not finish: diverged
+    jobs = sweep_outcome(sweep)
+    assert jobs[0]["status"] == "diverged" and jobs[0]["overrides"][-1] == "optimizer.lr=1000000.0"
+    assert jobs[1]["status"] == "finished" and jobs[1]["val_loss"] > 0  # ran after the diverged one
+    assert json.loads((sweep / "1" / "summary.json").read_text())["steps"] == 6
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("llmexp: sweep job 0 (") and "optimizer.lr=1000000.0) diverged: training diverged:" in line
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_submitit_requeues_a_job_preempted_by_its_signal_and_the_job_resumes(corpus, tmp_path):
+    """Hydra's submitit launcher (local executor): SIGUSR2, submitit's preemption/timeout warning,
+    reaches job 0 mid-run: it saves, submitit requeues it, and the requeued job resumes from that
+    checkpoint to the end; job 1 diverges meanwhile; the multirun ends with the diverged code."""
+    import psutil
+
+    data = ["data=jsonl", f"data.sources.0.path={corpus}", "data.val_fraction=0.2"]
+    assert run_cli("prepare", *MODEL, *TRAIN, *data).returncode == 0  # the jobs start at once
+    sweep = tmp_path / "sweep"
+    log = (tmp_path / "multirun.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "llmexp", "-m", "hydra/launcher=local", *MODEL, *TRAIN, *data,
+                             "optimizer.warmup_steps=0", "optimizer.grad_clip=null", "optimizer.lr=1e-3,1e6",
+                             f"hydra.sweep.dir={sweep}"], cwd=REPO, env=ENV, stdout=log, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    metrics, deadline = sweep / "0" / "metrics.csv", time.time() + 300
+    while not (metrics.is_file() and "train/loss" in metrics.read_text()):
+        assert time.time() < deadline and proc.poll() is None, (tmp_path / "multirun.log").read_text()[-3000:]
+        time.sleep(0.05)
+    job = psutil.Process(int((sweep / "0" / ".lock").read_text()))  # the job's process holds its run folder
+    job.send_signal(signal.SIGUSR2)
+    assert proc.wait(timeout=600) == 3, (tmp_path / "multirun.log").read_text()[-3000:]
+    jobs = sweep_outcome(sweep)
+    assert jobs[1]["status"] == "diverged" and jobs[0]["status"] == "finished"
+    summary = json.loads((sweep / "0" / "summary.json").read_text())
+    assert summary["steps"] == STEPS
+    assert len((sweep / "0" / "command.txt").read_text().splitlines()) == 2  # two attempts, one run folder
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
+    assert "llmexp: stopped by SIGUSR2 at step" in logs  # saved at a step boundary, then handed to submitit
+    assert "Requeued job" in logs and f"resuming from {sweep / '0' / 'checkpoints' / 'last.ckpt'}" in logs
+    steps = [int(r["step"]) for r in metrics_rows(sweep / "0") if r["train/loss"]]
+    assert steps == list(range(STEPS)), steps  # each step once, in order, across the two attempts
