@@ -86,8 +86,12 @@ class RunCSVLogger(Logger):
 
     def logged(self, step: int, key: str) -> bool:
         """Whether metrics.csv (as on disk, or as this process rewrote it) has `key` at `step`."""
+        return any(int(r["step"]) == step and key in r for r in self.rows())
+
+    def rows(self) -> list[dict[str, float]]:
+        """metrics.csv's rows in order (as on disk, or as this process rewrote it), as numbers."""
         rows = self._rows if self._rows is not None else _read_rows(self.path)
-        return any(int(float(r["step"])) == step and key in r for r in rows)
+        return [{k: float(v) for k, v in r.items()} for r in rows]
 
     def _writer(self, f) -> csv.DictWriter:
         return csv.DictWriter(f, fieldnames=[*self._columns[:self._step_at()], "step", *self._columns[self._step_at():]])

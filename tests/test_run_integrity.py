@@ -337,3 +337,34 @@ def test_submitit_requeues_a_job_preempted_by_its_signal_and_the_job_resumes(cor
     assert "Requeued job" in logs and f"resuming from {sweep / '0' / 'checkpoints' / 'last.ckpt'}" in logs
     steps = [int(r["step"]) for r in metrics_rows(sweep / "0") if r["train/loss"]]
     assert steps == list(range(STEPS)), steps  # each step once, in order, across the two attempts
+
+
+@pytest.mark.slow  # three attempts under W&B: about 80 s on 2 cores
+def test_every_attempt_continues_one_wandb_run_whose_history_is_the_uninterrupted_run_s_once(corpus, straight, tmp_path):
+    """kill -9, then SIGTERM, then the rerun to the end, under logger=wandb (offline): one W&B
+    run id for the run folder, W&B's folder per attempt, and read in order (as `wandb sync`
+    uploads them) their history holds every metric of the uninterrupted run once, steps ascending."""
+    from llmexp.tracking import wandb_attempts, wandb_history, wandb_records
+
+    run_dir = tmp_path / "run"
+    args = pretrain(corpus, run_dir, "logger=wandb", "trainer.checkpoint_every=4")
+    killed = interrupt(args, run_dir, 6)
+    assert interrupt(args, run_dir, killed + 4, sig=signal.SIGTERM) > killed
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(straight, run_dir)
+    run_id = (run_dir / "wandb" / "run_id").read_text().strip()
+    attempts = wandb_attempts(run_dir, run_id)
+    assert len(attempts) == 3 and len(list((run_dir / "wandb").glob("*run-*"))) == 3  # one run id, three attempts
+    # (A kill -9 may leave its attempt's log empty: W&B writes it every 15 s. The next attempt
+    # sends what metrics.csv holds and W&B lost.)
+    assert {r.run.run_id for log in attempts for r in wandb_records(log) if r.WhichOneof("record_type") == "run"} == {run_id}
+    history = wandb_history(run_dir, run_id)
+    assert [step for step, _ in history] == sorted(step for step, _ in history)
+    pairs = [(step, key) for step, row in history for key in row]
+    assert len(pairs) == len(set(pairs))  # no metric repeated at a step
+    logged = {(step, key): value for step, row in history for key, value in row.items() if key not in TIMING_COLUMNS}
+    expected = {(int(row["step"]), key): float(value) for row in metrics_rows(straight)
+                for key, value in row.items() if value and key not in ("step", "epoch")}
+    assert logged.keys() == expected.keys()
+    assert all(logged[k] == pytest.approx(v, abs=1e-5) for k, v in expected.items())
