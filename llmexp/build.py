@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -105,13 +106,14 @@ class TrainingBar(TQDMProgressBar):
     def init_validation_tqdm(self):
         return Tqdm(disable=True)
 
+    def init_train_tqdm(self) -> Tqdm:
+        # Made at on_train_start, after a resume restored the step; Lightning's settings otherwise.
+        return Tqdm(desc="steps", total=self.trainer.max_steps, initial=self.trainer.global_step,
+                    position=2 * self.process_position, disable=self.is_disabled, leave=True, dynamic_ncols=True,
+                    file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
+
     def on_train_epoch_start(self, trainer, *_: Any) -> None:
-        bar = self.train_progress_bar
-        bar.reset(total=trainer.max_steps)  # restarts tqdm's clock
-        bar.initial = bar.n = bar.last_print_n = trainer.global_step
-        bar.set_description("steps", refresh=False)
-        if not bar.disable:
-            bar.refresh()
+        """One bar for the run (Lightning's restarts at each epoch and is skipped on a resume)."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         bar = self.train_progress_bar

@@ -151,7 +151,7 @@ def test_sigterm_saves_then_the_rerun_equals_the_uninterrupted_run(corpus, strai
     assert_same_run(straight, stopped)
     # One bar over the whole run's optimizer steps, starting where the rerun resumed.
     shown = [(int(n), int(total)) for n, total in re.findall(r"steps:.*?\| *(\d+)/(\d+) \[", result.stdout)]
-    assert shown[0] == (step, STEPS) and shown[-1] == (STEPS, STEPS), shown
+    assert shown and shown[0] == (step, STEPS) and shown[-1] == (STEPS, STEPS), (shown, result.stdout[-1500:])
     assert {total for _, total in shown} == {STEPS} and [n for n, _ in shown] == sorted(n for n, _ in shown)
 
 
@@ -260,7 +260,7 @@ def test_the_progress_bar_of_a_resumed_run_counts_the_run_s_steps_and_times_the_
         def __init__(self):
             self.now, self.shown = 0.0, {}
 
-        def on_train_epoch_start(self, trainer, pl_module):
+        def on_train_start(self, trainer, pl_module):  # after the bar's own
             bar.train_progress_bar._time = lambda: self.now
             bar.train_progress_bar.start_t = self.now
 
