@@ -359,6 +359,9 @@ def test_every_attempt_continues_one_wandb_run_whose_history_is_the_uninterrupte
     # (A kill -9 may leave its attempt's log empty: W&B writes it every 15 s. The next attempt
     # sends what metrics.csv holds and W&B lost.)
     assert {r.run.run_id for log in attempts for r in wandb_records(log) if r.WhichOneof("record_type") == "run"} == {run_id}
+    listed = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", str(run_dir / "wandb")],
+                            capture_output=True, text=True, env=ENV, timeout=120)
+    assert "Would sync 3 run(s)" in listed.stdout + listed.stderr, listed.stdout + listed.stderr  # wandb sync's view
     history = wandb_history(run_dir, run_id)
     assert [step for step, _ in history] == sorted(step for step, _ in history)
     pairs = [(step, key) for step, row in history for key in row]
