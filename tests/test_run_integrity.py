@@ -309,7 +309,8 @@ def test_a_diverged_job_of_a_multirun_leaves_the_others_running_and_the_summary_
 def test_submitit_requeues_a_job_preempted_by_its_signal_and_the_job_resumes(corpus, tmp_path):
     """Hydra's submitit launcher (local executor): SIGUSR2, submitit's preemption/timeout warning,
     reaches job 0 mid-run: it saves, submitit requeues it, and the requeued job resumes from that
-    checkpoint to the end; job 1 diverges meanwhile; the multirun ends with the diverged code."""
+    checkpoint to the end; job 1 diverges meanwhile; SIGTERM stops job 2 after a save (no
+    requeue); the multirun ends with the first unfinished job's code, the diverged one's."""
     import psutil
 
     data = ["data=jsonl", f"data.sources.0.path={corpus}", "data.val_fraction=0.2"]
@@ -317,24 +318,29 @@ def test_submitit_requeues_a_job_preempted_by_its_signal_and_the_job_resumes(cor
     sweep = tmp_path / "sweep"
     log = (tmp_path / "multirun.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "llmexp", "-m", "hydra/launcher=local", *MODEL, *TRAIN, *data,
-                             "optimizer.warmup_steps=0", "optimizer.grad_clip=null", "optimizer.lr=1e-3,1e6",
+                             "optimizer.warmup_steps=0", "optimizer.grad_clip=null", "optimizer.lr=1e-3,1e6,3e-3",
                              f"hydra.sweep.dir={sweep}"], cwd=REPO, env=ENV, stdout=log, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
-    metrics, deadline = sweep / "0" / "metrics.csv", time.time() + 300
-    while not (metrics.is_file() and "train/loss" in metrics.read_text()):
-        assert time.time() < deadline and proc.poll() is None, (tmp_path / "multirun.log").read_text()[-3000:]
-        time.sleep(0.05)
-    job = psutil.Process(int((sweep / "0" / ".lock").read_text()))  # the job's process holds its run folder
-    job.send_signal(signal.SIGUSR2)
+    deadline = time.time() + 300
+    for job, sig in (("0", signal.SIGUSR2), ("2", signal.SIGTERM)):
+        metrics = sweep / job / "metrics.csv"
+        while not (metrics.is_file() and "train/loss" in metrics.read_text()):
+            assert time.time() < deadline and proc.poll() is None, (tmp_path / "multirun.log").read_text()[-3000:]
+            time.sleep(0.05)
+        psutil.Process(int((sweep / job / ".lock").read_text())).send_signal(sig)  # the job's process holds its folder
     assert proc.wait(timeout=600) == 3, (tmp_path / "multirun.log").read_text()[-3000:]
     jobs = sweep_outcome(sweep)
-    assert jobs[1]["status"] == "diverged" and jobs[0]["status"] == "finished"
+    assert [jobs[n]["status"] for n in range(3)] == ["finished", "diverged", "preempted"]
+    assert 0 < json.loads((sweep / "2" / "summary.json").read_text())["steps"] == checkpoint_step(
+        sweep / "2" / "checkpoints" / "last.ckpt") < STEPS
     summary = json.loads((sweep / "0" / "summary.json").read_text())
     assert summary["steps"] == STEPS
     assert len((sweep / "0" / "command.txt").read_text().splitlines()) == 2  # two attempts, one run folder
     logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
-    assert "llmexp: stopped by SIGUSR2 at step" in logs  # saved at a step boundary, then handed to submitit
-    assert "Requeued job" in logs and f"resuming from {sweep / '0' / 'checkpoints' / 'last.ckpt'}" in logs
+    saved = int(re.search(r"llmexp: stopped by SIGUSR2 at step (\d+)", logs)[1])  # then handed to submitit
+    assert "Requeued job" in logs
+    resumed = Path(re.search(r"resuming from (\S+)", logs)[1])  # last.ckpt, or the step-N.ckpt it links to
+    assert resumed.parent == sweep / "0" / "checkpoints" and resumed.name in ("last.ckpt", f"step-{saved:08d}.ckpt")
     steps = [int(r["step"]) for r in metrics_rows(sweep / "0") if r["train/loss"]]
     assert steps == list(range(STEPS)), steps  # each step once, in order, across the two attempts
 
