@@ -71,24 +71,28 @@ class RunWandbLogger(WandbLogger):
     def __init__(self, metrics: RunCSVLogger, **kwargs: Any):
         super().__init__(**kwargs)
         self.metrics = metrics
-        self._earlier: Optional[set[tuple[int, str]]] = None  # read when this process first logs
+        # (step, metric) pairs W&B holds: earlier attempts' logs, read when this process first
+        # logs, then what this process sent.
+        self._logged: Optional[set[tuple[int, str]]] = None
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
         if step is None:
             return super().log_metrics(metrics, step)
-        if self._earlier is None:
-            self._earlier = {(s, key) for s, row in wandb_history(Path(self.save_dir), self._id) for key in row}
-            last = max((s for s, _ in self._earlier), default=-1)
-            for row in self.metrics.rows():  # rows an earlier attempt logged and W&B lost
-                if last < row["step"] < step:
+        if self._logged is None:
+            self._logged = {(s, key) for s, row in wandb_history(Path(self.save_dir), self._id) for key in row}
+            last = max((s for s, _ in self._logged), default=-1)
+            for row in self.metrics.rows():  # rows an earlier attempt logged and W&B lost, up to this step
+                if last < row["step"] <= step:
                     self._send(int(row["step"]), {k: v for k, v in row.items() if k != "step"})
         self._send(step, dict(metrics))
 
     def _send(self, step: int, metrics: dict[str, float]) -> None:
-        fresh = {k: v for k, v in metrics.items() if k in BOOKKEEPING or (step, k) not in self._earlier}
-        if set(fresh) - BOOKKEEPING:
-            self.experiment.log({**fresh, "trainer/global_step": step}, step=step)
+        fresh = {k: v for k, v in metrics.items() if k not in BOOKKEEPING and (step, k) not in self._logged}
+        if fresh:
+            self._logged.update((step, k) for k in fresh)
+            kept = {k: v for k, v in metrics.items() if k in BOOKKEEPING}  # Lightning's epoch
+            self.experiment.log({**kept, **fresh, "trainer/global_step": step}, step=step)
 
 
 def wandb_run_id(run_dir: Path) -> str:
