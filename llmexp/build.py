@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,7 +43,7 @@ def build(
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min",
                         save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),
         LossPlot(run_dir / "metrics.csv", run_dir / "loss.png", getattr(data, "val_unigram_entropy", None)),
-        TrainingBar(refresh_rate=max(1, plan.loader_batches_per_step)),
+        TrainingBar(),
         Preemption(checkpoints / "last.ckpt"),
     ]
     loggers = build_loggers(cfg, run_dir, flat_config)
@@ -98,11 +99,32 @@ def quiet_lightning_warnings() -> None:
 
 
 class TrainingBar(TQDMProgressBar):
-    """One progress bar, the training one: validation prints its own line (`step N: validation
-    loss`), so its bars would only repeat that line on the console."""
+    """One progress bar, the training one, counting optimizer steps of the whole run: its total
+    is max_steps and a resumed run's bar starts at the step it resumed from, as tqdm's `initial`,
+    so the rate and ETA come from the steps this process ran and the steps still to run.
+    Lightning's bar counts the batches of an epoch, which a resume neither starts at zero nor
+    ends at max_steps. Validation prints its own line (`step N: validation loss`), so its bars
+    would only repeat that line on the console."""
 
     def init_validation_tqdm(self):
         return Tqdm(disable=True)
+
+    def init_train_tqdm(self) -> Tqdm:
+        # Made at on_train_start, after a resume restored the step; Lightning's settings otherwise.
+        return Tqdm(desc="steps", total=self.trainer.max_steps, initial=self.trainer.global_step,
+                    position=2 * self.process_position, disable=self.is_disabled, leave=True, dynamic_ncols=True,
+                    file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT)
+
+    def on_train_epoch_start(self, trainer, *_: Any) -> None:
+        """One bar for the run (Lightning's restarts at each epoch and is skipped on a resume)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bar = self.train_progress_bar
+        if (batch_idx + 1) % trainer.accumulate_grad_batches or bar.disable:  # mid-accumulation
+            return
+        bar.n = trainer.global_step
+        bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+        bar.refresh()
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

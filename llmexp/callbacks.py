@@ -86,8 +86,12 @@ class RunCSVLogger(Logger):
 
     def logged(self, step: int, key: str) -> bool:
         """Whether metrics.csv (as on disk, or as this process rewrote it) has `key` at `step`."""
+        return any(int(r["step"]) == step and key in r for r in self.rows())
+
+    def rows(self) -> list[dict[str, float]]:
+        """metrics.csv's rows in order (as on disk, or as this process rewrote it), as numbers."""
         rows = self._rows if self._rows is not None else _read_rows(self.path)
-        return any(int(float(r["step"])) == step and key in r for r in rows)
+        return [{k: float(v) for k, v in r.items()} for r in rows]
 
     def _writer(self, f) -> csv.DictWriter:
         return csv.DictWriter(f, fieldnames=[*self._columns[:self._step_at()], "step", *self._columns[self._step_at():]])
@@ -175,15 +179,17 @@ class LossPlot(L.Callback):
 
 
 class Preemption(L.Callback):
-    """SIGTERM (a scheduler's time limit, `kill`) and SIGUSR1 (SLURM's `--signal=SIGUSR1@90`
-    warning) save last.ckpt at the next optimizer-step boundary, as an interval checkpoint
-    would, and stop the run with `Preempted` when the next batch starts (once that step's
-    metrics are logged); under SLURM, SIGUSR1 also requeues the job (`scontrol requeue`), whose
-    rerun resumes from that checkpoint. Lightning's own handlers save from inside the signal
-    handler (mid-step, possibly mid-accumulation: not exactly resumable) or stop without
-    saving; these only set a flag, and every rank agrees on the step to stop at."""
+    """SIGTERM (a scheduler's time limit, `kill`), SIGUSR1 (SLURM's `--signal=SIGUSR1@90`
+    warning) and SIGUSR2 (submitit's preemption and timeout warning, Hydra's submitit launcher)
+    save last.ckpt at the next optimizer-step boundary, as an interval checkpoint would, and
+    stop the run with `Preempted` when the next batch starts (once that step's metrics are
+    logged); under SLURM, SIGUSR1 also requeues the job (`scontrol requeue`), whose rerun
+    resumes from that checkpoint (a multirun job hands SIGUSR2 to submitit, which requeues it:
+    llmexp/multirun.py). Lightning's own handlers save from inside the signal handler
+    (mid-step, possibly mid-accumulation: not exactly resumable) or stop without saving; these
+    only set a flag, and every rank agrees on the step to stop at."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
     def __init__(self, last_checkpoint: Path):
         self.last_checkpoint = last_checkpoint

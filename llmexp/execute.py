@@ -15,14 +15,9 @@ from typing import Any, NoReturn, Sequence
 from llmexp.config.errors import ConfigError, fail
 from llmexp.config.schema import Config
 from llmexp.data.sources import DataError
-from llmexp.outcomes import RunStopped
+from llmexp.outcomes import EXIT_CODES, RunStopped
 from llmexp.plan import Plan
 from llmexp.run import PreflightError, run
-
-# Exit codes of a training command (docs/run-contract.md): 0 finished, 2 bad input (one line),
-# 3 diverged (a non-finite loss or gradient norm), 143 stopped by SIGTERM/SIGUSR1 after saving
-# a checkpoint (128 + SIGTERM, what shells and schedulers read as "terminated").
-EXIT_CODES = {"diverged": 3, "preempted": 143}
 
 
 def run_config(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:

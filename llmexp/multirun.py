@@ -6,11 +6,20 @@ launchers (basic, joblib, submitit for SLURM job arrays, optuna where installed)
 code paths. Each multirun job composes its overrides the way a single run does (llmexp/config/
 compose.py: the user's choices beat the recipe), writes into Hydra's job folder unless it names
 a run_dir, and goes through the same dispatch: `dry_run` prints its plan and trains nothing.
+
+A job that diverges, is preempted or stops on bad input says so in one line and lets the other
+jobs run; at the end `SweepSummary` (llmexp/multirun_summary.py, a Hydra callback) writes the sweep's
+summary.json, names each job that did not finish and exits with the first one's code. A
+preempted job hands the signal to the handler the launcher installed: submitit's SIGUSR2
+handler requeues the job, which resumes from the checkpoint the run just saved.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from llmexp.config.compose import PRIMARY_CONFIG, compose_dictconfig, conf_dir, register_schema
@@ -52,11 +61,33 @@ def hydra_app(args: argparse.Namespace, argv: Sequence[str]) -> None:
             plan = derive(cfg)
         except ConfigError as err:
             fail(str(err))
-        summary = dispatch(cfg, plan, overrides, search["config_dirs"], sources)
+        try:
+            summary = dispatch(cfg, plan, overrides, search["config_dirs"], sources)
+        except SystemExit as stopped:  # its one line is printed; the sweep goes on (SweepSummary)
+            if not stopped.code:
+                raise
+            _hand_over_preemption(cfg.run_dir, stopped)
+            return float("nan")  # an optimizing sweeper (optuna) counts the trial as failed
         return summary["val_loss"] if summary else None  # what optimizing sweepers (optuna) minimise
 
     sys.argv = [sys.argv[0] or "llmexp", *argv, *extra]
     job()
+
+
+def _hand_over_preemption(run_dir: str, stopped: SystemExit) -> None:
+    """A preempted job hands its signal to the handler that was in place before the run (Lightning
+    puts it back when fit ends): submitit's requeues the job (SIGUSR2) or logs it (SIGTERM). With
+    none (the basic launcher runs jobs in this process), the signal was for the whole sweep: it
+    stops, as a single run does."""
+    summary_file = Path(run_dir) / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    if summary.get("status") != "preempted":
+        return
+    signum = signal.Signals.__members__.get(summary.get("signal", ""))
+    handler = signal.getsignal(signum) if signum is not None else None
+    if not callable(handler):
+        raise stopped
+    handler(signum, None)
 
 
 def check_overrides(args: argparse.Namespace, search: dict) -> list[str]:

@@ -6,6 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# Exit codes of a training command (docs/run-contract.md): 0 finished, 2 bad input (one line),
+# 3 diverged (a non-finite loss or gradient norm), 143 stopped by SIGTERM/SIGUSR1/SIGUSR2 after
+# saving a checkpoint (128 + SIGTERM, what shells and schedulers read as "terminated").
+EXIT_CODES = {"diverged": 3, "preempted": 143}
+
 
 class Diverged(RuntimeError):
     """A non-finite loss or gradient norm: the run stops at that optimizer step."""
@@ -16,7 +21,7 @@ class Diverged(RuntimeError):
 
 
 class Preempted(RuntimeError):
-    """SIGTERM or SIGUSR1 arrived; the run saved a checkpoint at `step` and stops."""
+    """SIGTERM, SIGUSR1 or SIGUSR2 arrived; the run saved a checkpoint at `step` and stops."""
 
     def __init__(self, signal_name: str, step: int, checkpoint: Path):
         super().__init__(f"{signal_name} received: saved {checkpoint} at step {step}")
@@ -25,7 +30,7 @@ class Preempted(RuntimeError):
 
 class RunStopped(RuntimeError):
     """The run stopped before its end: `summary["status"]` is "diverged" (a non-finite loss or
-    gradient norm) or "preempted" (SIGTERM/SIGUSR1, a checkpoint saved); str() is one line."""
+    gradient norm) or "preempted" (SIGTERM/SIGUSR1/SIGUSR2, a checkpoint saved); str() is one line."""
 
     def __init__(self, summary: dict[str, Any]):
         super().__init__(summary["message"])

@@ -140,8 +140,11 @@ def _stopped_summary(stop: Exception, run_dir: Path, trainer, seconds: float) ->
         status, step = "preempted", stop.step
         message = (f"stopped by {stop.signal_name} at step {stop.step}: saved {stop.checkpoint}; "
                    "rerun the same command to continue")
-    return {"status": status, "message": message, "run_dir": str(run_dir), "steps": step,
-            "wall_seconds": seconds, "checkpoints": {"last": str(checkpoints / "last.ckpt")}}
+    summary = {"status": status, "message": message, "run_dir": str(run_dir), "steps": step,
+               "wall_seconds": seconds, "checkpoints": {"last": str(checkpoints / "last.ckpt")}}
+    if isinstance(stop, Preempted):  # a launcher's handler of that signal takes over (llmexp/multirun.py)
+        summary["signal"] = stop.signal_name
+    return summary
 
 
 def _validate(trainer, module, datamodule) -> float:

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,16 @@ def metrics_rows(run_dir: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(f)]
 
 
+def unlog_validation(run_dir: Path, checkpoint: int) -> None:
+    """As if a kill came between the checkpoint of a validation step and the end of that
+    validation: metrics.csv without it."""
+    rows = [r for r in metrics_rows(run_dir) if not (r["val/loss"] and int(r["step"]) >= checkpoint - 1)]
+    with (run_dir / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def assert_same_run(straight: Path, resumed: Path) -> None:
     a, b = metrics_rows(straight), metrics_rows(resumed)
     assert [r["step"] for r in b] == [r["step"] for r in a]  # same labels, no repeated rows
@@ -116,12 +127,7 @@ def test_pretraining_killed_anywhere_then_rerun_equals_the_uninterrupted_run(cor
     killed = tmp_path / "killed"
     args = pretrain(corpus, killed, "trainer.checkpoint_every=6")  # on validation steps (val_every=6)
     stops = [interrupt(args, killed, 6)]
-    # As if the kill came between that checkpoint and the end of its step's validation.
-    rows = [r for r in metrics_rows(killed) if not (r["val/loss"] and int(r["step"]) >= stops[0] - 1)]
-    with (killed / "metrics.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    unlog_validation(killed, stops[0])
     stops.append(interrupt(args, killed, 0, during_save=True))
     assert stops[0] >= 6 and stops[1] >= stops[0]
     result = run_cli(*args)  # the same command again, to the end
@@ -148,6 +154,10 @@ def test_sigterm_saves_then_the_rerun_equals_the_uninterrupted_run(corpus, strai
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_run(straight, stopped)
+    # One bar over the whole run's optimizer steps, starting where the rerun resumed.
+    shown = [(int(n), int(total)) for n, total in re.findall(r"steps:.*?\| *(\d+)/(\d+) \[", result.stdout)]
+    assert shown and shown[0] == (step, STEPS) and shown[-1] == (STEPS, STEPS), (shown, result.stdout[-1500:])
+    assert {total for _, total in shown} == {STEPS} and [n for n, _ in shown] == sorted(n for n, _ in shown)
 
 
 def test_a_diverging_run_stops_with_its_own_status_and_exit_code(corpus, tmp_path):
@@ -240,3 +250,138 @@ def test_sft_killed_three_times_equals_the_uninterrupted_run(corpus, chats, tmp_
                 "stage.truncation=right", "trainer.seq_len=64", f"run_dir={run_dir}", *layout]
     killed_and_rerun_equals_straight(sft(tmp_path / "straight"), sft(tmp_path / "killed"), tmp_path / "killed",
                                      tmp_path / "straight")
+
+
+def test_the_progress_bar_of_a_resumed_run_counts_the_run_s_steps_and_times_the_rest(tmp_path):
+    """The bar of a run resumed at step 4 of 8 (2 micro-batches a step) shows 4/8 at its start
+    and its ETA from the steps this process ran: at 1 s a step, 6/8 after 2 s is 2 s from the end
+    (Lightning's own bar would say 3 steps/s)."""
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from llmexp.build import TrainingBar
+
+    class Clock(L.Callback):  # tqdm's clock, one second per optimizer step
+        def __init__(self):
+            self.now, self.shown = 0.0, {}
+
+        def on_train_start(self, trainer, pl_module):  # after the bar's own
+            bar.train_progress_bar._time = lambda: self.now
+            bar.train_progress_bar.start_t = self.now
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self.now += 0.5
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if (batch_idx + 1) % 2 == 0:
+                self.shown[trainer.global_step] = str(bar.train_progress_bar)
+
+    def trainer(steps: int, *callbacks) -> L.Trainer:
+        return L.Trainer(max_steps=steps, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, default_root_dir=tmp_path, callbacks=list(callbacks))
+
+    first = trainer(4)
+    first.fit(BoringModel())
+    first.save_checkpoint(tmp_path / "step4.ckpt")
+    bar, clock = TrainingBar(), Clock()
+    trainer(8, bar, clock).fit(BoringModel(), ckpt_path=tmp_path / "step4.ckpt", weights_only=True)
+    assert sorted(clock.shown) == [5, 6, 7, 8]
+    assert bar.train_progress_bar.total == 8 and bar.train_progress_bar.initial == 4
+    for step, times in ((5, "00:01<00:03"), (6, "00:02<00:02"), (8, "00:04<00:00")):
+        assert re.search(rf"\| {step}/8 \[{times}, +1\.00it/s", clock.shown[step]), clock.shown[step]
+
+
+def sweep_outcome(sweep: Path) -> dict[int, dict]:
+    return {job["job"]: job for job in json.loads((sweep / "summary.json").read_text())["jobs"]}
+
+
+def test_a_diverged_job_of_a_multirun_leaves_the_others_running_and_the_summary_names_it(corpus, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", *MODEL, *TRAIN, "data=jsonl", f"data.sources.0.path={corpus}", "data.val_fraction=0.2",
+                     "trainer.max_steps=6", "optimizer.warmup_steps=0", "optimizer.grad_clip=null",
+                     "optimizer.lr=1e6,1e-3", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 3, result.stderr[-3000:]  # the first job that did not finish: diverged
+    jobs = sweep_outcome(sweep)
+    assert jobs[0]["status"] == "diverged" and jobs[0]["overrides"][-1] == "optimizer.lr=1000000.0"
+    assert jobs[1]["status"] == "finished" and jobs[1]["val_loss"] > 0  # ran after the diverged one
+    assert json.loads((sweep / "1" / "summary.json").read_text())["steps"] == 6
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("llmexp: sweep job 0 (") and "optimizer.lr=1000000.0) diverged: training diverged:" in line
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_submitit_requeues_a_job_preempted_by_its_signal_and_the_job_resumes(corpus, tmp_path):
+    """Hydra's submitit launcher (local executor): SIGUSR2, submitit's preemption/timeout warning,
+    reaches job 0 mid-run: it saves, submitit requeues it, and the requeued job resumes from that
+    checkpoint to the end; job 1 diverges meanwhile; SIGTERM stops job 2 after a save (no
+    requeue); the multirun ends with the first unfinished job's code, the diverged one's."""
+    import psutil
+
+    data = ["data=jsonl", f"data.sources.0.path={corpus}", "data.val_fraction=0.2"]
+    assert run_cli("prepare", *MODEL, *TRAIN, *data).returncode == 0  # the jobs start at once
+    sweep = tmp_path / "sweep"
+    log = (tmp_path / "multirun.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "llmexp", "-m", "hydra/launcher=local", *MODEL, *TRAIN, *data,
+                             "optimizer.warmup_steps=0", "optimizer.grad_clip=null", "optimizer.lr=1e-3,1e6,3e-3",
+                             f"hydra.sweep.dir={sweep}"], cwd=REPO, env=ENV, stdout=log, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.time() + 300
+    for job, sig in (("0", signal.SIGUSR2), ("2", signal.SIGTERM)):
+        metrics = sweep / job / "metrics.csv"
+        while not (metrics.is_file() and "train/loss" in metrics.read_text()):
+            assert time.time() < deadline and proc.poll() is None, (tmp_path / "multirun.log").read_text()[-3000:]
+            time.sleep(0.05)
+        psutil.Process(int((sweep / job / ".lock").read_text())).send_signal(sig)  # the job's process holds its folder
+    assert proc.wait(timeout=600) == 3, (tmp_path / "multirun.log").read_text()[-3000:]
+    jobs = sweep_outcome(sweep)
+    assert [jobs[n]["status"] for n in range(3)] == ["finished", "diverged", "preempted"]
+    assert 0 < json.loads((sweep / "2" / "summary.json").read_text())["steps"] == checkpoint_step(
+        sweep / "2" / "checkpoints" / "last.ckpt") < STEPS
+    summary = json.loads((sweep / "0" / "summary.json").read_text())
+    assert summary["steps"] == STEPS
+    assert len((sweep / "0" / "command.txt").read_text().splitlines()) == 2  # two attempts, one run folder
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
+    saved = int(re.search(r"llmexp: stopped by SIGUSR2 at step (\d+)", logs)[1])  # then handed to submitit
+    assert "Requeued job" in logs
+    resumed = Path(re.search(r"resuming from (\S+)", logs)[1])  # last.ckpt, or the step-N.ckpt it links to
+    assert resumed.parent == sweep / "0" / "checkpoints" and resumed.name in ("last.ckpt", f"step-{saved:08d}.ckpt")
+    steps = [int(r["step"]) for r in metrics_rows(sweep / "0") if r["train/loss"]]
+    assert steps == list(range(STEPS)), steps  # each step once, in order, across the two attempts
+
+
+@pytest.mark.slow  # three attempts under W&B: about 80 s on 2 cores
+def test_every_attempt_continues_one_wandb_run_whose_history_is_the_uninterrupted_run_s_once(corpus, straight, tmp_path):
+    """kill -9, then SIGTERM, then the rerun to the end, under logger=wandb (offline): one W&B
+    run id for the run folder, W&B's folder per attempt, and read in order (as `wandb sync`
+    uploads them) their history holds every metric of the uninterrupted run once, steps ascending."""
+    from llmexp.tracking import wandb_attempts, wandb_history, wandb_records
+
+    run_dir = tmp_path / "run"
+    args = pretrain(corpus, run_dir, "logger=wandb", "trainer.checkpoint_every=6")  # on validation steps
+    killed = interrupt(args, run_dir, 6)
+    unlog_validation(run_dir, killed)  # the next attempt first logs that validation (ResumedValidation)
+    assert interrupt(args, run_dir, killed + 6, sig=signal.SIGTERM) > killed
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_run(straight, run_dir)
+    run_id = (run_dir / "wandb" / "run_id").read_text().strip()
+    attempts = wandb_attempts(run_dir, run_id)
+    assert len(attempts) == 3 and len(list((run_dir / "wandb").glob("*run-*"))) == 3  # one run id, three attempts
+    # (A kill -9 may leave its attempt's log empty: W&B writes it every 15 s. The next attempt
+    # sends what metrics.csv holds and W&B lost.)
+    assert {r.run.run_id for log in attempts for r in wandb_records(log) if r.WhichOneof("record_type") == "run"} == {run_id}
+    listed = subprocess.run([sys.executable, "-m", "wandb", "sync", "--dry-run", str(run_dir / "wandb")],
+                            capture_output=True, text=True, env=ENV, timeout=120)
+    assert "Would sync 3 run(s)" in listed.stdout + listed.stderr, listed.stdout + listed.stderr  # wandb sync's view
+    history = wandb_history(run_dir, run_id)
+    assert [step for step, _ in history] == sorted(step for step, _ in history)
+    pairs = [(step, key) for step, row in history for key in row]
+    assert len(pairs) == len(set(pairs))  # no metric repeated at a step
+    logged = {(step, key): value for step, row in history for key, value in row.items() if key not in TIMING_COLUMNS}
+    expected = {(int(row["step"]), key): float(value) for row in metrics_rows(straight)
+                for key, value in row.items() if value and key not in ("step", "epoch")}
+    assert logged.keys() == expected.keys(), (sorted(logged.keys() - expected.keys()), sorted(expected.keys() - logged.keys()))
+    worst = max(abs(logged[k] - v) for k, v in expected.items())
+    print(f"W&B history vs the uninterrupted run: {len(expected)} values, max |diff| {worst:.2e}")
+    assert worst <= 1e-5

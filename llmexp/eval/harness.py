@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import lightning as L
+from lightning.pytorch.loggers import WandbLogger
 
 from llmexp.config.schema import Config, EvalConfig
 from llmexp.eval import TASKS_DIR
@@ -187,12 +188,11 @@ class EvalCallback(L.Callback):
                 metrics = {k: v for k, v in scores(results).items() if math.isfinite(v)}
                 for logger in trainer.loggers:
                     logger.log_metrics(metrics, step=step)
-                    experiment = getattr(logger, "experiment", None)
-                    if type(logger).__name__ == "WandbLogger" and experiment is not None:
+                    if isinstance(logger, WandbLogger) and logger.experiment is not None:
                         import wandb
 
-                        experiment.log({"eval/results": wandb.Table(columns=["task", "metric", "value", "stderr"],
-                                                                    data=rows(results))})
+                        logger.experiment.log({"eval/results": wandb.Table(columns=["task", "metric", "value", "stderr"],
+                                                                           data=rows(results))}, step=step)
                 print(f"\nstep {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()), flush=True)
             trainer.strategy.barrier("llmexp-eval")
             return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import math
+import time
 
 import pytest
 import torch
@@ -62,8 +63,10 @@ def test_in_training_callback_logs_task_scores(exported, tmp_path):
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger
 
+    from llmexp.callbacks import RunCSVLogger
     from llmexp.config.schema import EvalConfig
     from llmexp.eval.harness import EvalCallback
+    from llmexp.tracking import RunWandbLogger, wandb_attempts, wandb_history, wandb_records
 
     model, tokenizer, _ = exported
 
@@ -82,13 +85,25 @@ def test_in_training_callback_logs_task_scores(exported, tmp_path):
             return torch.utils.data.DataLoader(torch.randint(0, tokenizer.n_vocab, (4, 8)), batch_size=2)
 
     callback = EvalCallback(EvalConfig(tasks=["llmexp_smoke_mc"], limit=2, every_n_steps=2), tokenizer, tmp_path / "eval")
-    trainer = L.Trainer(max_steps=2, logger=CSVLogger(tmp_path, name="", version=""), callbacks=[callback],
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        accelerator="cpu")
+    run_csv = RunCSVLogger(tmp_path / "run")  # llmexp's loggers: the scores and W&B's table
+    wandb_logger = RunWandbLogger(run_csv, save_dir=str(tmp_path / "run"), id="eval-table", offline=True,
+                                  project="llmexp-test")
+    trainer = L.Trainer(max_steps=2, logger=[CSVLogger(tmp_path, name="", version=""), run_csv, wandb_logger],
+                        callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")
     trainer.fit(Tiny())
+    wandb_logger.experiment.finish()
+    [log] = wandb_attempts(tmp_path / "run", "eval-table")
+    deadline = time.time() + 60  # W&B's service writes the log's end shortly after finish() returns
+    while [r.WhichOneof("record_type") for r in wandb_records(log)][-1:] != ["exit"]:
+        assert time.time() < deadline
+        time.sleep(0.1)
     assert (tmp_path / "eval" / "step-0000002" / "results.json").is_file()
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "eval/llmexp_smoke_mc/acc" in header
+    [(step, row)] = [(step, row) for step, row in wandb_history(tmp_path / "run", "eval-table")
+                     if row.get("eval/results/_type") == "table-file"]  # W&B's table, beside the scores
+    assert step == 2 and row["eval/llmexp_smoke_mc/acc"] == 0.5
     assert model.training is False  # the callback restored the mode it found (eval here)
 
 

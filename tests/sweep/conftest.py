@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -73,45 +72,18 @@ def fake_sweep(tmp_path: Path):
 
 
 # --- what W&B received ------------------------------------------------------------------------
-# W&B has no public reader of an offline run: wandb 0.31 writes only the `.wandb` record stream
-# offline (no files/config.yaml or wandb-summary.json; those come from its servers) and ships no
-# Python reader of it (`wandb sync` reads it in its Go core). So this reads the stream itself, and
-# requirements/lock.txt holds wandb at the version it was written against (0.31.0): LevelDB's log
-# format -- a 7-byte header (':W&B', 0xBEE1, version), then 32 KiB blocks of records, each with a
-# 7-byte header (crc32, length, type FULL=1 FIRST=2 MIDDLE=3 LAST=4) -- holding
-# wandb.proto.wandb_internal_pb2.Record messages. The run's folder is found by W&B's documented
-# naming, `<offline-run|run>-<YYYYMMDD_HHMMSS>-<run id>` (`wandb sync --help`).
-_BLOCK = 32768
-
-
-def _records(path: Path) -> Iterator[Any]:
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B" and struct.unpack("<H", data[4:6])[0] == 0xBEE1, f"{path}: not a W&B log"
-    offset, pending = 7, b""
-    while offset + 7 <= len(data):
-        left = _BLOCK - offset % _BLOCK
-        _crc, length, kind = struct.unpack("<IHB", data[offset:offset + 7])
-        if left < 7 or kind == 0:  # a block's tail is padding
-            offset += left
-            continue
-        chunk = data[offset + 7:offset + 7 + length]
-        offset += 7 + length
-        pending = chunk if kind in (1, 2) else pending + chunk
-        if kind in (1, 4):
-            record = pb.Record()
-            record.ParseFromString(pending)
-            yield record
-
-
+# W&B has no public reader of an offline run (wandb 0.31 writes only the `.wandb` transaction
+# log offline); llmexp.tracking.wandb_records reads it. The run's folder is found by W&B's
+# documented naming, `<offline-run|run>-<YYYYMMDD_HHMMSS>-<run id>` (`wandb sync --help`).
 def wandb_offline_run(run_dir: Path, run_id: str) -> dict[str, Any]:
     """What W&B recorded offline for run `run_id` under `run_dir`: {"run": id/project/group,
     "config": {...}, "history": [rows]}. The run must have been one session that W&B closed
     (its stream ends with the exit record W&B writes when the run finishes)."""
     folders = sorted(Path(run_dir).glob(f"wandb/offline-run-*-{run_id}"))
     assert len(folders) == 1, f"one offline W&B run {run_id} expected in {run_dir}, found {[f.name for f in folders]}"
-    records = list(_records(folders[0] / f"run-{run_id}.wandb"))
+    from llmexp.tracking import wandb_records  # lazily: it imports Lightning
+
+    records = list(wandb_records(folders[0] / f"run-{run_id}.wandb"))
     kinds = [r.WhichOneof("record_type") for r in records]
     assert kinds and kinds[-1] == "exit", f"W&B has not finished writing run {run_id}: {kinds[-3:]}"
     found: dict[str, Any] = {"run": {}, "config": {}, "history": []}
