@@ -91,12 +91,12 @@ def test_hsdp_trains_like_one_process(shard, single, tmp_path):
     assert_same_run(tmp_path / "run", summary, *single)
 
 
-@pytest.mark.slow  # two trainings per case, the pipeline one 2 processes
-@pytest.mark.parametrize("first, then", [("pp", "single"), ("single", "pp")])
+@pytest.mark.slow  # two trainings per case, the pipeline one 2 processes (4 for fsdp_tp_pp)
+@pytest.mark.parametrize("first, then", [("pp", "single"), ("single", "pp"), ("fsdp_tp_pp", "single")])
 def test_resume_between_pipeline_and_single_matches_an_uninterrupted_run(first, then, single, tmp_path):
     run_dir = tmp_path / "run"
     train(first, run_dir, 3, *UNTIED)
-    assert is_distributed_checkpoint(run_dir / "checkpoints" / "last.ckpt") == (first == "pp")
+    assert is_distributed_checkpoint(run_dir / "checkpoints" / "last.ckpt") == (first != "single")
     resumed = train(then, run_dir, STEPS, *UNTIED)  # the same folder, more steps, another layout
     assert resumed["steps"] == STEPS
     assert_same_run(run_dir, resumed, *single)  # steps 1-3 under one layout, 4-6 under the other
