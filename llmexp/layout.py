@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from llmexp.config.schema import Config
 
 # Strategies that run through Lightning's ModelParallelStrategy (FSDP2, DTensor TP, pipelining).
-MODEL_PARALLEL = ("fsdp", "tp", "fsdp_tp", "hsdp", "pp", "fsdp_pp")
+MODEL_PARALLEL = ("fsdp", "tp", "fsdp_tp", "hsdp", "pp", "fsdp_pp", "fsdp_tp_pp")
 # Strategies whose parameters, gradients and optimizer state are sharded over (part of) dp.
-SHARDED = ("fsdp", "fsdp_tp", "hsdp", "fsdp_pp", "deepspeed")
+SHARDED = ("fsdp", "fsdp_tp", "hsdp", "fsdp_pp", "fsdp_tp_pp", "deepspeed")
 # Strategies that cut the model into pipeline stages (torch.distributed.pipelining).
-PIPELINED = ("pp", "fsdp_pp")
+PIPELINED = ("pp", "fsdp_pp", "fsdp_tp_pp")
 
 
 @dataclass(frozen=True)
 class Layout:
-    strategy: str  # single | ddp | fsdp | tp | fsdp_tp | hsdp | pp | fsdp_pp | deepspeed (never auto)
+    strategy: str  # single | ddp | fsdp | tp | fsdp_tp | hsdp | pp | fsdp_pp | fsdp_tp_pp | deepspeed (never auto)
     dp: int  # data-parallel degree: distinct batches per step
     tp: int  # tensor-parallel degree: ranks that split each block and see the same batch
     cp: int = 1  # context-parallel degree: ranks that split each sequence and see the same batch (FSDP shards over dp x cp)
@@ -71,6 +71,9 @@ def explicit_layout(cfg: Config) -> Layout:
     if p.strategy == "fsdp_pp":
         pp = p.pipeline_parallel_size or cfg.trainer.num_nodes  # default: stages across nodes, FSDP within
         return Layout("fsdp_pp", max(1, world // pp), 1, pp=pp)
+    if p.strategy == "fsdp_tp_pp":  # TP within a node, stages across nodes, FSDP over what is left
+        tp, pp = p.tensor_parallel_size or cfg.trainer.devices, p.pipeline_parallel_size or cfg.trainer.num_nodes
+        return Layout("fsdp_tp_pp", max(1, world // (tp * pp)), tp, pp=pp)
     return Layout(p.strategy, world, 1)
 
 

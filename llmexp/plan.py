@@ -116,7 +116,7 @@ OPTIMIZER_STATE_TEXT = {"adamw": "AdamW, 2 fp32 moments", "sgd": "SGD, 1 fp32 mo
 
 @dataclass
 class PipelinePlan:
-    """Pipeline parallelism (pp, fsdp_pp): how the blocks are cut and what the schedule costs."""
+    """Pipeline parallelism (pp, fsdp_pp, fsdp_tp_pp): how the blocks are cut and what the schedule costs."""
 
     schedule: str  # gpipe | 1f1b | interleaved_1f1b
     ranks: int  # pipeline degree p
@@ -161,7 +161,7 @@ class Plan:
     on_cpu: bool = False  # trainer.accelerator=cpu: the estimate (priced on `accelerator`) is not this run's
     params_trainable: Optional[int] = None  # what the optimizer updates (LoRA adapters, heads); None: all
     float8_share: float = 0.0  # parallelism.float8: share of the FLOPs run as fp8 matmuls (timed at the fp8 peak)
-    pipeline: Optional[PipelinePlan] = None  # pp, fsdp_pp
+    pipeline: Optional[PipelinePlan] = None  # pp, fsdp_pp, fsdp_tp_pp
 
     @property
     def loader_batches_per_step(self) -> int:
@@ -245,7 +245,7 @@ def derive(cfg: Config) -> Plan:
             memory.accumulated_gradients = kept
         else:
             reduce_every_microbatch = True
-    if layout.strategy == "fsdp_pp" and layout.shard > 1:  # torch's schedules reduce after the last micro-batch only
+    if layout.strategy in ("fsdp_pp", "fsdp_tp_pp") and layout.shard > 1:  # torch's schedules reduce after the last micro-batch only
         memory.accumulated_gradients = memory.weights * layout.shard
 
     warnings = []
@@ -337,8 +337,8 @@ def estimate_memory(cfg: Config, params: ParamCount, seq_len: int, layout: Optio
       and the one prefetched), plus one block's unsharded gradients; without
       reshard_after_forward every gathered weight stays until backward.
     - hsdp: as fsdp, sharded by the shard degree only (every replica holds a full set of shards).
-    - pp / fsdp_pp: the busiest pipeline rank (weights of its stages; the activations of the
-      stage passes its schedule keeps in flight: pipeline_plan).
+    - pp / fsdp_pp / fsdp_tp_pp: the busiest pipeline rank (weights of its stages; the activations
+      of the stage passes its schedule keeps in flight: pipeline_plan), each stage split by tp as above.
     - cpu_offload: sharded weights, gradients and optimizer state live on the CPU (0 here).
     """
     layout = layout or layout_of(cfg)

@@ -24,6 +24,8 @@ from llmexp.layout import MODEL_PARALLEL, PIPELINED, Layout, world_size
 from llmexp.plan import layout_of
 
 DRY_RUN = (False, True, "json")
+TP_DEGREE = ("fsdp_tp", "fsdp_tp_pp")  # layouts whose TP degree is parallelism.tensor_parallel_size
+PP_DEGREE = ("fsdp_pp", "fsdp_tp_pp")  # ... whose pipeline degree is parallelism.pipeline_parallel_size
 
 
 def normalize_dry_run(value: object) -> object:
@@ -115,14 +117,18 @@ def _check_devices(cfg: Config) -> None:
     if t.accelerator == "cpu":
         require(p.precision != "16-mixed", "parallelism.precision", p.precision, "16-mixed needs a GPU; on CPU use 32 or bf16-mixed")
     if p.tensor_parallel_size is not None:
-        require(p.strategy == "fsdp_tp", "parallelism.tensor_parallel_size", p.tensor_parallel_size,
-                f"only fsdp_tp takes a TP degree (tp uses all {world} devices); strategy is {p.strategy}")
+        require(p.strategy in TP_DEGREE, "parallelism.tensor_parallel_size", p.tensor_parallel_size,
+                f"only {' and '.join(TP_DEGREE)} take a TP degree (tp uses all {world} devices); strategy is {p.strategy}")
         require(p.tensor_parallel_size >= 1 and world % p.tensor_parallel_size == 0, "parallelism.tensor_parallel_size",
                 p.tensor_parallel_size, f"must divide trainer.devices x num_nodes = {world}")
     for key in ("shard_size", "pipeline_parallel_size"):
         n = getattr(p, key)
         if n is not None:
             require(n >= 1 and world % n == 0, f"parallelism.{key}", n, f"must divide trainer.devices x num_nodes = {world}")
+    if p.strategy == "fsdp_tp_pp":
+        tp, pp = p.tensor_parallel_size or t.devices, p.pipeline_parallel_size or t.num_nodes
+        require(world % (tp * pp) == 0, "parallelism.pipeline_parallel_size", pp,
+                f"TP x PP = {tp} x {pp} must divide trainer.devices x num_nodes = {world} (dp = world / (tp x pp))")
 
 
 def _check_gpu_only(cfg: Config) -> None:
@@ -170,7 +176,7 @@ def _check_layout(cfg: Config) -> None:
         _check_context_parallel(cfg, layout)
     if layout.tp > 1:
         m, tp = cfg.model, layout.tp
-        key = "parallelism.tensor_parallel_size" if p.strategy == "fsdp_tp" else "trainer.devices"
+        key = "parallelism.tensor_parallel_size" if p.strategy in TP_DEGREE else "trainer.devices"
         kv = m.n_kv_heads or m.n_heads
         for what, n in (("model.n_heads", m.n_heads), ("model.n_kv_heads", kv), ("model.ffn_dim", m.ffn_dim)):
             require(n % tp == 0, key, tp, f"TP degree {tp} must divide {what}={n}")
@@ -190,9 +196,9 @@ def _check_pipeline(cfg: Config, layout: Layout) -> None:
     """Pipeline parallelism: stages the blocks can be cut into, enough micro-batches to fill
     the pipeline, and what a cut model cannot do (tied embeddings span the first and last stage)."""
     p, t, m = cfg.parallelism, cfg.trainer, cfg.model
-    key = "parallelism.pipeline_parallel_size" if p.strategy == "fsdp_pp" else "trainer.devices"
+    key = "parallelism.pipeline_parallel_size" if p.strategy in PP_DEGREE else "trainer.devices"
     require(layout.pp >= 2, key, layout.pp, f"{p.strategy} needs >= 2 pipeline ranks "
-            f"(fsdp_pp: parallelism.pipeline_parallel_size, default trainer.num_nodes={t.num_nodes})")
+            f"({' and '.join(PP_DEGREE)}: parallelism.pipeline_parallel_size, default trainer.num_nodes={t.num_nodes})")
     require(cfg.stage.name == "pretrain", "parallelism.strategy", p.strategy,
             f"pipeline parallelism runs stage=pretrain only; stage={cfg.stage.name}: use fsdp or fsdp_tp")
     require(not m.tie_embeddings, "model.tie_embeddings", True,
@@ -223,9 +229,9 @@ def _check_pipeline(cfg: Config, layout: Layout) -> None:
 
 # Keys only some layouts read: set away from their default under another layout, refused
 # (the strategy named is the resolved one: parallelism=auto picks it by size).
-LAYOUT_ONLY = {"reshard_after_forward": ("fsdp", "fsdp_tp", "hsdp", "fsdp_pp"), "meta_init": MODEL_PARALLEL,
+LAYOUT_ONLY = {"reshard_after_forward": ("fsdp", "fsdp_tp", "hsdp", "fsdp_pp", "fsdp_tp_pp"), "meta_init": MODEL_PARALLEL,
                "distributed_checkpoint": MODEL_PARALLEL, "deepspeed_stage": ("deepspeed",), "shard_size": ("hsdp",),
-               "pipeline_parallel_size": ("fsdp_pp",), "pp_schedule": PIPELINED, "pp_stages_per_rank": PIPELINED,
+               "pipeline_parallel_size": PP_DEGREE, "pp_schedule": PIPELINED, "pp_stages_per_rank": PIPELINED,
                "pp_split_points": PIPELINED}
 
 

@@ -1,4 +1,4 @@
-"""Pipeline parallelism (pp, fsdp_pp) with torch.distributed.pipelining, as torchtitan does it.
+"""Pipeline parallelism (pp, fsdp_pp, fsdp_tp_pp) with torch.distributed.pipelining, as torchtitan does it.
 
 Every rank builds the whole model (on the meta device from 1B parameters), then keeps only the
 blocks of its stages: `model.layers` becomes a ModuleDict keyed by the blocks' indices in the full
@@ -7,8 +7,9 @@ Parameter names stay the full model's (`model.layers.17.attention.wq.weight`), s
 of any layout resume here and a pipeline's checkpoints resume (or consolidate) anywhere.
 
 Each stage the rank runs (one; several for interleaved 1F1B) is a `StagePart` over those shared
-modules, wrapped in a `PipelineStage`; FSDP2 (fsdp_pp) shards each part over the mesh's
-"data_parallel" dimension. The schedule runs the forward and backward of all micro-batches of one
+modules, wrapped in a `PipelineStage`. Per part, in torchtitan's order: the model's TP plan on the
+modules the part holds (fsdp_tp_pp), activation checkpointing and compile per block, FSDP2 over the
+mesh's "shard" dimension (fsdp_pp, fsdp_tp_pp). The schedule runs the forward and backward of all micro-batches of one
 optimizer step; the stage module then clips, steps and logs (llmexp/stages/pretrain.py).
 """
 from __future__ import annotations
@@ -24,33 +25,49 @@ from llmexp.config.schema import Config
 from llmexp.layout import stage_bounds, stages_of_rank
 from llmexp.parallel.apply import apply_parallelism
 from llmexp.parallel.parallelize import apply_fsdp, build_model
+from llmexp.parallel.tensor import apply_tensor_parallel
 
 
 class StagePart(nn.Module):
     """One pipeline stage of a cut Llama: its blocks, plus the embedding (first stage) or the
     final norm and output projection (last stage). The modules are the cut model's own (shared,
-    not copied); the RoPE tables are read from it, wherever Lightning has moved its buffers."""
+    not copied); the RoPE tables are read from it, wherever Lightning has moved its buffers.
 
-    def __init__(self, model: nn.Module, blocks: list[str], first: bool, last: bool):
+    Under tensor parallelism the residual stream is sequence-parallel: a stage passes on, and
+    receives, this TP rank's slice of the sequence, (batch, seq / tp, d_model), as a plain tensor.
+    Each pipeline group links the ranks of one TP coordinate, so slice k goes to the next stage's
+    TP rank k, whose first norm reads exactly that slice (Shard(1)): no gather at the boundary, tp
+    times fewer bytes on the wire. torchtitan does the same (its stages' I/O shape is
+    (batch, seq_len // tp, dim)); only the logits of the last stage are whole."""
+
+    def __init__(self, model: nn.Module, blocks: list[str], first: bool, last: bool, sequence_shards: int = 1):
         super().__init__()
         self.tok_embeddings = model.tok_embeddings if first else None
         self.layers = nn.ModuleList(model.layers[key] for key in blocks)
         self.norm = model.norm if last else None
         self.output = model.output if last else None
+        self.sequence_shards = sequence_shards  # the TP degree: hidden states hold seq / tp positions
         self.__dict__["root"] = model  # not a submodule: its parameters belong to the stage module
+
+    def tensor_parallel_plan(self):
+        """The model's plan, for the modules this stage holds: a middle stage has no embedding,
+        norm or output projection, so their entries are left out here, by name; every entry
+        kept must still match a module (llmexp/parallel/tensor.py)."""
+        held = {name for name, _ in self.named_children()}
+        return {path: style for path, style in self.root.tensor_parallel_plan().items() if path.split(".")[0] in held}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Token ids (first stage) or hidden states -> hidden states, or logits (last stage)."""
+        t = x.shape[1] if self.tok_embeddings is not None else x.shape[1] * self.sequence_shards  # whole sequence
         if self.tok_embeddings is not None:
             x = self.tok_embeddings(x)
-        t = x.shape[1]
         cos, sin = self.root.rope_cos[:t], self.root.rope_sin[:t]
         for layer in self.layers:
             x = layer(x, cos, sin)
         return self.output(self.norm(x)) if self.output is not None else x
 
 
-def cut(model: nn.Module, bounds: list[tuple[int, int]], stages: list[int]) -> list[StagePart]:
+def cut(model: nn.Module, bounds: list[tuple[int, int]], stages: list[int], sequence_shards: int = 1) -> list[StagePart]:
     """Keep the blocks of `stages` (indices into `bounds`) in `model`, under their full-model
     names, and drop what other stages hold; return one StagePart per stage."""
     keep = {i for s in stages for i in range(*bounds[s])}
@@ -60,7 +77,7 @@ def cut(model: nn.Module, bounds: list[tuple[int, int]], stages: list[int]) -> l
         model.tok_embeddings = None
     if last not in stages:
         model.norm = model.output = None
-    return [StagePart(model, [str(i) for i in range(*bounds[s])], s == 0, s == last) for s in stages]
+    return [StagePart(model, [str(i) for i in range(*bounds[s])], s == 0, s == last, sequence_shards) for s in stages]
 
 
 @dataclass
@@ -112,7 +129,8 @@ class Pipeline:
         for part, stage in zip(self.parts, self.stages):
             wire = next(part.parameters()).dtype
             if stage > 0:
-                x = torch.empty((*inputs.shape, part.root.shape.d_model), dtype=wire, device=inputs.device)
+                b, t = inputs.shape  # this TP rank's slice of the sequence (StagePart)
+                x = torch.empty((b, t // part.sequence_shards, part.root.shape.d_model), dtype=wire, device=inputs.device)
                 dist.recv(x, src=self._peer(stage - 1), group=self.group)
             x = part(x)
             if stage < self.n_stages - 1:
@@ -158,9 +176,12 @@ def build_pipeline(make: Callable[[], nn.Module], cfg: Config, microbatches: int
 
     def parallelize_stages(model: nn.Module, pcfg, mesh) -> nn.Module:
         order.extend(name for name, _ in model.named_parameters())
-        for part in cut(model, bounds, stages):
+        tp_mesh = mesh["tensor_parallel"]
+        for part in cut(model, bounds, stages, tp_mesh.size()):
+            if tp_mesh.size() > 1:
+                apply_tensor_parallel(part, tp_mesh)
             apply_parallelism(part, pcfg)  # activation checkpointing and compile per block
-            if pcfg.strategy == "fsdp_pp":  # over the data-parallel ranks ("shard": fsdp_pp has no replicas)
+            if pcfg.strategy in ("fsdp_pp", "fsdp_tp_pp"):  # over the data-parallel ranks ("shard": no replicas)
                 apply_fsdp(part, mesh["shard"], pcfg)
             parts.append(part)
         return model

@@ -17,7 +17,7 @@ TINY = [
     "optimizer.schedule=constant", "optimizer.warmup_steps=0", "optimizer.lr=1e-2",
 ]
 
-LAYOUTS = {  # overrides per layout; 2 processes each, 4 for the 2-D one
+LAYOUTS = {  # overrides per layout; 2 processes each, 4 for the 2-D and 3-D ones
     "single": ["parallelism=single"],
     "ddp": ["parallelism=ddp", "parallelism.precision=32", "trainer.devices=2"],
     "fsdp": ["parallelism=fsdp", "parallelism.precision=32", "trainer.devices=2"],
@@ -29,6 +29,9 @@ LAYOUTS = {  # overrides per layout; 2 processes each, 4 for the 2-D one
     "fsdp_pp": ["parallelism=fsdp_pp", "parallelism.precision=32", "trainer.devices=4",
                 "parallelism.pipeline_parallel_size=2", "trainer.micro_batch_size=2"],
     "hsdp": ["parallelism=hsdp", "parallelism.precision=32", "trainer.devices=2"],
+    # tp 2 x pp 2, dp 1: FSDP2 still wraps each stage, over a data-parallel mesh of one rank
+    "fsdp_tp_pp": ["parallelism=fsdp_tp_pp", "parallelism.precision=32", "parallelism.activation_checkpointing=false",
+                   "trainer.devices=4", "parallelism.tensor_parallel_size=2", "parallelism.pipeline_parallel_size=2"],
 }
 
 

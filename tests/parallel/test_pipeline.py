@@ -91,12 +91,12 @@ def test_hsdp_trains_like_one_process(shard, single, tmp_path):
     assert_same_run(tmp_path / "run", summary, *single)
 
 
-@pytest.mark.slow  # two trainings per case, the pipeline one 2 processes
-@pytest.mark.parametrize("first, then", [("pp", "single"), ("single", "pp")])
+@pytest.mark.slow  # two trainings per case, the pipeline one 2 processes (4 for fsdp_tp_pp)
+@pytest.mark.parametrize("first, then", [("pp", "single"), ("single", "pp"), ("fsdp_tp_pp", "single")])
 def test_resume_between_pipeline_and_single_matches_an_uninterrupted_run(first, then, single, tmp_path):
     run_dir = tmp_path / "run"
     train(first, run_dir, 3, *UNTIED)
-    assert is_distributed_checkpoint(run_dir / "checkpoints" / "last.ckpt") == (first == "pp")
+    assert is_distributed_checkpoint(run_dir / "checkpoints" / "last.ckpt") == (first != "single")
     resumed = train(then, run_dir, STEPS, *UNTIED)  # the same folder, more steps, another layout
     assert resumed["steps"] == STEPS
     assert_same_run(run_dir, resumed, *single)  # steps 1-3 under one layout, 4-6 under the other
@@ -107,3 +107,12 @@ def test_meta_initialised_pipeline_loads_init_from_weights_into_its_stages(singl
     # each stage allocates only its blocks, then loads them by name from the full checkpoint
     summary = train("pp", tmp_path / "run", 1, *UNTIED, "parallelism.meta_init=true", f"init_from={single[0]}")
     assert summary["initial_val_loss"] == pytest.approx(single[1]["val_loss"], abs=1e-5)
+
+
+@pytest.mark.slow  # 4 processes on 2 cores, and a reference
+def test_fsdp_tp_pp_2x2_trains_like_one_process(single, tmp_path):
+    # tp 2 x pp 2 (dp 1): each stage's TP plan on its modules, FSDP2 over a one-rank mesh; the
+    # stages pass each TP rank's half of the sequence to the next stage's same TP rank
+    summary = train("fsdp_tp_pp", tmp_path / "run", STEPS, *UNTIED)
+    assert summary["initial_val_loss"] == pytest.approx(single[1]["initial_val_loss"], abs=1e-6)  # same weights
+    assert_same_run(tmp_path / "run", summary, *single)

@@ -16,6 +16,7 @@ from llmexp.plan import GiB, layout_of
 CPU = ["trainer.accelerator=cpu", "parallelism.precision=32", "model.tie_embeddings=false"]
 # tiny: 4 layers; recipe micro 16, global 16
 PP2 = ["parallelism=pp", "trainer.devices=2", "trainer.micro_batch_size=4"]
+TPP = ["parallelism=fsdp_tp_pp", "trainer.devices=8", "trainer.micro_batch_size=4"]  # tiny: 8 heads, 4 KV heads
 
 
 def _error(overrides: list[str]) -> str:
@@ -40,16 +41,31 @@ def _error(overrides: list[str]) -> str:
     ([*PP2, "parallelism.distributed_checkpoint=false"], "checkpoints are DCP folders (true)"),
     (["parallelism=pp", "trainer.devices=1"], "pp needs >= 2 pipeline ranks"),
     (["parallelism=fsdp_pp", "trainer.devices=4", "trainer.micro_batch_size=4"],
-     "parallelism.pipeline_parallel_size=1: fsdp_pp needs >= 2 pipeline ranks (fsdp_pp: parallelism.pipeline_parallel_size, "
-     "default trainer.num_nodes=1)"),
+     "parallelism.pipeline_parallel_size=1: fsdp_pp needs >= 2 pipeline ranks (fsdp_pp and fsdp_tp_pp: "
+     "parallelism.pipeline_parallel_size, default trainer.num_nodes=1)"),
     (["parallelism=fsdp_pp", "trainer.devices=4", "parallelism.pipeline_parallel_size=3"],
      "parallelism.pipeline_parallel_size=3: must divide trainer.devices x num_nodes = 4"),
     (["parallelism=fsdp", "trainer.devices=2", "trainer.micro_batch_size=8", "parallelism.pp_schedule=gpipe"],
-     "parallelism.pp_schedule='gpipe': has no effect under strategy fsdp (only pp, fsdp_pp)"),
+     "parallelism.pp_schedule='gpipe': has no effect under strategy fsdp (only pp, fsdp_pp, fsdp_tp_pp)"),
     (["parallelism=hsdp", "trainer.devices=4", "trainer.micro_batch_size=4", "parallelism.shard_size=3"],
      "parallelism.shard_size=3: must divide trainer.devices x num_nodes = 4"),
     (["parallelism=fsdp", "trainer.devices=4", "trainer.micro_batch_size=4", "parallelism.shard_size=2"],
      "parallelism.shard_size=2: has no effect under strategy fsdp (only hsdp)"),
+    # fsdp_tp_pp: fsdp_tp's TP rules and the pipeline's, on one layout
+    ([*TPP, "parallelism.tensor_parallel_size=4", "parallelism.pipeline_parallel_size=4"],
+     "parallelism.pipeline_parallel_size=4: TP x PP = 4 x 4 must divide trainer.devices x num_nodes = 8 (dp = world / (tp x pp))"),
+    ([*TPP, "parallelism.tensor_parallel_size=8", "parallelism.pipeline_parallel_size=1"],
+     "parallelism.tensor_parallel_size=8: TP degree 8 must divide model.n_kv_heads=4"),
+    ([*TPP, "parallelism.tensor_parallel_size=4", "parallelism.pipeline_parallel_size=1"],
+     "parallelism.pipeline_parallel_size=1: fsdp_tp_pp needs >= 2 pipeline ranks"),
+    ([*TPP, "parallelism.tensor_parallel_size=2", "parallelism.pipeline_parallel_size=4", "model.n_layers=6"],
+     "model.n_layers=6: must divide into 4 equal pipeline stages"),
+    ([*TPP, "parallelism.tensor_parallel_size=2", "parallelism.pipeline_parallel_size=2", "trainer.global_batch_size=8"],
+     "trainer.global_batch_size=8: gives 1 micro-batches per step (global / (micro_batch_size 4 x dp 2)); the 1f1b pipeline needs >= pp 2"),
+    ([*TPP, "parallelism.tensor_parallel_size=2", "parallelism.pipeline_parallel_size=2", "trainer.seq_len=33"],
+     "parallelism.tensor_parallel_size=2: TP degree 2 must divide the sequence length 33"),
+    (["parallelism=fsdp_pp", "trainer.devices=4", "parallelism.pipeline_parallel_size=2", "parallelism.tensor_parallel_size=2"],
+     "parallelism.tensor_parallel_size=2: only fsdp_tp and fsdp_tp_pp take a TP degree"),
 ])
 def test_bad_pipeline_and_hsdp_layouts_fail_in_validate_with_the_numbers(overrides, expected):
     assert expected in _error(overrides)
@@ -70,6 +86,14 @@ def test_layouts_multiply_to_the_devices():
     assert (layout.dp, layout.replicate, layout.shard) == (8, 2, 4)
     plan = llmexp.derive(cfg)
     assert plan.grad_accumulation == 1 and plan.strategy == "hsdp (dp 8 = 2 replicas x shard 4)"
+    cfg = llmexp.compose([*CPU, "parallelism=fsdp_tp_pp", "trainer.devices=4", "trainer.num_nodes=4", "trainer.micro_batch_size=2",
+                          "trainer.global_batch_size=16"])
+    layout = layout_of(cfg)  # both defaults: TP within a node (4), 4 stages across the nodes, dp = 16 / (4 x 4)
+    assert (layout.dp, layout.tp, layout.pp, layout.shard, layout.world) == (1, 4, 4, 1, 16)
+    cfg = llmexp.compose([*CPU, "parallelism=fsdp_tp_pp", "trainer.devices=8", "trainer.num_nodes=4", "trainer.micro_batch_size=2",
+                          "trainer.global_batch_size=32", "parallelism.pipeline_parallel_size=4", "parallelism.tensor_parallel_size=2"])
+    plan = llmexp.derive(cfg)
+    assert plan.strategy == "fsdp_tp_pp (dp 4 x tp 2 x pp 4)" and plan.pipeline.microbatches == 4
 
 
 def _plan(*overrides: str):
@@ -141,3 +165,29 @@ def test_405b_on_512_gpus_needs_tensor_parallelism_beside_a_pipeline():
     assert llmexp.derive(llmexp.compose(["model=70b", "tokenizer=bpe_32k", "parallelism.precision=bf16-mixed",
                                          "trainer.micro_batch_size=1", *LLAMA_405B, "parallelism=fsdp_tp",
                                          "parallelism.activation_checkpointing_mode=full"])).memory.total < 0.9 * 80 * GiB
+
+
+def test_405b_fsdp_tp_pp_plan_by_hand():
+    """torchtitan's 3-D recipe (docs/performance.md, Table 5: FSDP 8 x TP 8 x PP 8, local batch 32 =
+    8 micro-batches of 4 for 1F1B with 8 stages, full AC), the busiest rank's bytes worked out here
+    from the shapes: pipeline rank 0 (15 blocks and the embedding; 8 micro-batches in flight)."""
+    plan = _plan(*LLAMA_405B, "trainer.global_batch_size=256", "trainer.micro_batch_size=4", "parallelism=fsdp_tp_pp",
+                 "parallelism.tensor_parallel_size=8", "parallelism.pipeline_parallel_size=8",
+                 "parallelism.pp_split_points=[15,31,47,63,79,95,111]", "parallelism.activation_checkpointing_mode=full")
+    d, q, kv, ffn, vocab, tp, dp, tokens = 16384, 16384, 1024, 53248, 128256, 8, 8, 4 * 8192
+    block = 2 * d * q + 2 * d * kv + 3 * d * ffn  # matmul weights of one block (+ 2 d of norms)
+    local = (15 * block + vocab * d) / tp + 15 * 2 * d + d  # this TP rank's stage: matmuls split, norms whole
+    mem = plan.memory
+    assert plan.strategy == "fsdp_tp_pp (dp 8 x tp 8 x pp 8)" and plan.pipeline.microbatches == 8
+    assert mem.weights == pytest.approx(local / dp * 4) and mem.optimizer == pytest.approx(2 * mem.weights)  # fp32, sharded by FSDP
+    assert mem.weights / GiB == pytest.approx(2.91, abs=0.01)
+    # the stage stays gathered in bf16 for the whole step (plus one block's fp32 gradient), and its fp32
+    # gradients accumulate unsharded until the last micro-batch (torch's schedules with FSDP2)
+    assert mem.gathered == pytest.approx(local * 2 + (block / tp + 2 * d) * 4)
+    assert mem.accumulated_gradients == pytest.approx(local * 4)
+    # full AC: the fp32 residual stream entering each block, split along the sequence by TP, for the
+    # 8 passes of 15 blocks 1F1B holds on rank 0, plus one block recomputed in backward
+    norm_path = 2 * d * 4 / tp + d * 2
+    recomputed = (2 * norm_path + (2 * q + 2 * kv + 4 * ffn) * 2 / tp) * tokens
+    assert mem.activations_checkpointed == pytest.approx(d * 4 / tp * 8 * 15 * tokens + recomputed)
+    assert mem.total / GiB == pytest.approx(82.87, abs=0.01)  # torchtitan measured 82.5 GiB (Float8, compile, AsyncTP)

@@ -8,7 +8,7 @@ from typing import List, Literal, Optional
 
 from llmexp.config.checks import choice, one_of, positive, require
 
-Strategy = Literal["auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "hsdp", "pp", "fsdp_pp", "deepspeed"]
+Strategy = Literal["auto", "single", "ddp", "fsdp", "tp", "fsdp_tp", "hsdp", "pp", "fsdp_pp", "fsdp_tp_pp", "deepspeed"]
 PipelineSchedule = Literal["gpipe", "1f1b", "interleaved_1f1b"]
 Precision = Literal["32", "bf16-mixed", "16-mixed", "bf16-true"]
 
@@ -22,7 +22,7 @@ class ParallelismConfig:
     # full: whole blocks recomputed | selective: matmul/attention outputs kept
     activation_checkpointing_mode: str = choice(Literal["full", "selective"], "full")
     compile: bool = False  # torch.compile per block
-    tensor_parallel_size: Optional[int] = None  # fsdp_tp: TP degree (None: trainer.devices, TP within a node)
+    tensor_parallel_size: Optional[int] = None  # fsdp_tp, fsdp_tp_pp: TP degree (None: trainer.devices, TP within a node)
     reshard_after_forward: bool = True  # fsdp: free gathered weights after forward (ZeRO-3); false: ZeRO-2-like
     cpu_offload: bool = False  # fsdp: parameters, gradients and optimizer state live on the CPU
     distributed_checkpoint: bool = True  # fsdp/tp: checkpoints are DCP folders of per-rank shards
@@ -33,7 +33,7 @@ class ParallelismConfig:
     context_parallel_size: int = 1
     float8: bool = False
     shard_size: Optional[int] = None  # hsdp: FSDP shard degree (None: trainer.devices; replicas across nodes)
-    pipeline_parallel_size: Optional[int] = None  # fsdp_pp: pipeline degree (None: trainer.num_nodes); pp: every device
+    pipeline_parallel_size: Optional[int] = None  # fsdp_pp, fsdp_tp_pp: pipeline degree (None: trainer.num_nodes); pp: every device
     # Pipeline schedule (torch.distributed.pipelining); the micro-batches of one optimizer step are its micro-batches.
     pp_schedule: str = choice(PipelineSchedule, "1f1b")
     pp_stages_per_rank: int = 1  # interleaved_1f1b: virtual stages per rank (>= 2); others: 1
