@@ -2,7 +2,6 @@
 shards for training, a fixed interleaved set of windows for validation."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -139,8 +138,7 @@ class TokenDataModule(ResumableDataModule):
             else:
                 message = (f"source {self.names[s]!r} runs out at step {k // self.global_batch_size} and is repeated "
                            "(data.on_exhausted=repeat)")
-                warnings.warn(message, stacklevel=2)
-                lines.append(f"  warning: {message}")
+                lines.append(f"  warning: {message}")  # once, in the report (a Python warning would repeat it)
         return "\n".join(lines)
 
     # ------------------------------------------------------------ Lightning hooks
