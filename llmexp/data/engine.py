@@ -1,15 +1,19 @@
-"""The cleaning engine: HF datatrove pipelines over every source of a mix, run by its
+"""The data engine: HF datatrove pipelines over every source of a mix, run by its
 LocalPipelineExecutor (one machine, `data.workers` processes) or SlurmPipelineExecutor (array
-jobs across nodes), then each source's kept documents split into train/validation parts.
+jobs across nodes). Cleaning comes first; prepare.py then splits each source's kept documents
+into train/validation parts (and trains a BPE on them, if asked); tokenization is the last stage.
 
 Stages, each a datatrove executor depending on the one before (all under <cache>/data/work-<key>/):
     clean-<source>   SourceReader -> the source's steps (clean.py) -> filtered/<source>/<rank>.jsonl.gz
     minhash-1..4     (data.minhash_dedup) signatures, LSH buckets, clusters, removal: across all
                      sources of the mix -> deduped/<source>/<rank>.jsonl.gz
+and, after the split (under <cache>/data/tokenize-<key>/):
+    tokenize         PartReader -> ShardWriter: one task per cleaned part, writing that part's
+                     token shard and sidecar (shards.write_shard), so no two tasks share a file
 A task that finishes is marked complete by datatrove, so a killed prepare resumes with the tasks
-(shards of the input) that did not finish. The per-step counts and removed samples each task
-writes (steps.Reviewed) become the source's clean/report.json; the work folder is removed once
-every source of the mix has its parts.
+(shards of the input, or parts) that did not finish. The per-step counts and removed samples each
+task writes (steps.Reviewed) become the source's clean/report.json; a work folder is removed once
+its results (the parts, or the shard indexes) are written.
 """
 from __future__ import annotations
 

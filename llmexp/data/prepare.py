@@ -318,7 +318,7 @@ def tokenize_sources(sources: List[SourceData], tokenizer: Tokenizer, data: Data
         }
         atomic_write_text(s.token_dir / "index.json", json.dumps(s.index, indent=1))
         total = s.tokens("train") + s.tokens("val")
-        log(f"  {s.name}: {len(metas)} shard(s), {total:,} tokens ({seconds:.1f} s of tokenization for the mix)")
+        log(f"  {s.name}: tokenized into {len(metas)} shard(s), {total:,} tokens ({seconds:.1f} s of tokenization for the mix)")
     tokenizing.remove()
 
 
