@@ -141,7 +141,6 @@ def test_slurm_executor_builds_the_tokenization_job_it_would_submit(tmp_path, mo
         prepare_data(cfg, log=quiet)
 
 
-@pytest.mark.slow
 def test_a_kill_during_tokenization_then_a_rerun_finishes_with_the_same_shards(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", corpus(5, 2000, words=400))
     overrides = ["data=jsonl", f"data.sources.0.path={tmp_path / 'a.jsonl'}", "tokenizer=cl100k_base", "data.shard_bytes=100000"]
