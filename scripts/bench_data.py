@@ -3,6 +3,7 @@
     python scripts/bench_data.py --mb 1000 --procs 2        # 1 GB synthetic corpus
     python scripts/bench_data.py --mb 50 --bpe-mb 30        # plus BPE training time on 30 MB
     python scripts/bench_data.py --web --mb 200             # web HTML: clean + MinHash + tokenize on datatrove
+    python scripts/bench_data.py --web --mb 4 --tasks 2 --shard-mb 0.5   # a small run: ~7 tokenization tasks
 
 --web: synthetic web pages (boilerplate around prose, 5% repeated) cleaned with conf/data/web.yaml's
 chain (trafilatura, PII masks, language, toxicity, Gopher/C4/FineWeb, exact + MinHash dedup), then
@@ -186,19 +187,20 @@ def make_web_corpus(folder: Path, mb: int, files: int = 4, seed: int = 0) -> int
     return n
 
 
-def web_config(corpus: Path, cache: Path, workers: int, tasks: int):
+def web_config(corpus: Path, cache: Path, workers: int, tasks: int, shard_mb: float):
     import llmexp
 
     return llmexp.compose(["data=web", f"data.sources.0.path={corpus}", "tokenizer=cl100k_base", f"data.cache_dir={cache}",
-                           f"data.workers={workers}", f"data.tasks={tasks}", "data.val_fraction=0.05"])
+                           f"data.workers={workers}", f"data.tasks={tasks}", "data.val_fraction=0.05",
+                           f"data.shard_bytes={int(shard_mb * MB)}"])
 
 
-def run_web_prepare(corpus: Path, cache: Path, workers: int, tasks: int) -> dict:
+def run_web_prepare(corpus: Path, cache: Path, workers: int, tasks: int, shard_mb: float) -> dict:
     """Child process: llmexp's prepare of the web corpus (clean + MinHash + split, then tokenize),
     all on datatrove."""
     from llmexp.data.prepare import prepare_data
 
-    cfg = web_config(corpus, cache, workers, tasks)
+    cfg = web_config(corpus, cache, workers, tasks, shard_mb)
     t0 = time.perf_counter()
     lines = []
     data = prepare_data(cfg, log=lines.append)
@@ -213,7 +215,7 @@ def run_web_prepare(corpus: Path, cache: Path, workers: int, tasks: int) -> dict
             "clean_report": [x for x in lines if "docs" in x]}
 
 
-def run_web_direct(corpus: Path, work: Path, workers: int, tasks: int, prepared: dict) -> dict:
+def run_web_direct(corpus: Path, work: Path, workers: int, tasks: int, shard_mb: float, prepared: dict) -> dict:
     """Child process: the same steps (llmexp's clean_steps, unwrapped from their reports) and the
     same MinHash stages, read by datatrove's JsonlReader and run by its LocalPipelineExecutor; then
     the parts llmexp split (`prepared`) tokenized by datatrove's ParquetReader into the same shard
@@ -227,7 +229,7 @@ def run_web_direct(corpus: Path, work: Path, workers: int, tasks: int, prepared:
     from llmexp.data.engine import MixCleaning, ShardWriter, datatrove_logs_to_files
     from llmexp.tokenizers import load_tokenizer
 
-    cfg = web_config(corpus, work / "cache", workers, tasks)
+    cfg = web_config(corpus, work / "cache", workers, tasks, shard_mb)
     source = cfg.data.sources[0]
     steps = [s.inner for s in clean_steps(source.clean, str(work / "unused"))]
     pipeline = [JsonlReader(str(corpus), text_key="html", glob_pattern="*.jsonl",
@@ -269,7 +271,7 @@ def bench_web(args) -> None:
         n = make_web_corpus(corpus, args.mb)
         print(f"web corpus: {n:,} pages, {args.mb} MB ({corpus})", flush=True)
     html_mb = sum(p.stat().st_size for p in corpus.glob("*.jsonl")) / MB
-    result = {"html_mb": round(html_mb, 1), "tasks": args.tasks}
+    result = {"html_mb": round(html_mb, 1), "tasks": args.tasks, "shard_mb": args.shard_mb}
     for workers in (1, 2):
         prepared = None
         for kind in ("llmexp", "direct"):
@@ -277,7 +279,7 @@ def bench_web(args) -> None:
             shutil.rmtree(out, ignore_errors=True)
             extra = [json.dumps(prepared)] if prepared else []
             child = subprocess.run([sys.executable, __file__, f"--web-{kind}-child", str(corpus), str(out), str(workers),
-                                    str(args.tasks), *extra], capture_output=True, text=True)
+                                    str(args.tasks), *extra, "--shard-mb", str(args.shard_mb)], capture_output=True, text=True)
             if child.returncode:
                 sys.exit(child.stderr[-3000:])
             r = json.loads(child.stdout.strip().splitlines()[-1])
@@ -304,14 +306,15 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("CORPUS", "CACHE"), help=argparse.SUPPRESS)
     parser.add_argument("--raw-child", metavar="CORPUS", help=argparse.SUPPRESS)
     parser.add_argument("--web", action="store_true", help="web HTML: cleaning + MinHash + tokenize on datatrove, 1 and 2 workers")
-    parser.add_argument("--tasks", type=int, default=4, help="--web: datatrove tasks per stage")
+    parser.add_argument("--tasks", type=int, default=4, help="--web: datatrove tasks per cleaning stage")
+    parser.add_argument("--shard-mb", type=float, default=32, help="--web: text MB per part (one tokenization task each)")
     parser.add_argument("--web-llmexp-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--web-direct-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.web_llmexp_child or args.web_direct_child:
         corpus, out, workers, tasks, *prepared = args.web_llmexp_child or args.web_direct_child
         run = run_web_prepare if args.web_llmexp_child else run_web_direct
-        print(json.dumps(run(Path(corpus), Path(out), int(workers), int(tasks), *map(json.loads, prepared))))
+        print(json.dumps(run(Path(corpus), Path(out), int(workers), int(tasks), args.shard_mb, *map(json.loads, prepared))))
         return
     if args.web:
         bench_web(args)
