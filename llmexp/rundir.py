@@ -30,6 +30,7 @@ from llmexp.plan import Plan
 
 # Keys (dotted prefixes) that do not change what is trained: left out of the run folder's hash
 # and of the check that a resumed run continues the same experiment.
+# (data.num_proc is gone from the config; run folders saved before still carry it.)
 NON_EXPERIMENT_KEYS = ("run_dir", "resume", "dry_run", "out_dir", "logger", "eval", "data.num_proc",
                        "data.verify_checksums", "trainer.num_workers")
 # Sections a resumed run must share with the run it continues.

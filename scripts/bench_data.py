@@ -3,17 +3,20 @@
     python scripts/bench_data.py --mb 1000 --procs 2        # 1 GB synthetic corpus
     python scripts/bench_data.py --mb 50 --bpe-mb 30        # plus BPE training time on 30 MB
     python scripts/bench_data.py --web --mb 200             # web HTML: clean + MinHash + tokenize on datatrove
+    python scripts/bench_data.py --web --mb 4 --tasks 2 --shard-mb 0.5   # a small run: ~7 tokenization tasks
 
 --web: synthetic web pages (boilerplate around prose, 5% repeated) cleaned with conf/data/web.yaml's
 chain (trafilatura, PII masks, language, toxicity, Gopher/C4/FineWeb, exact + MinHash dedup), then
-tokenized: MB of HTML per second per core with 1 and 2 workers (LocalPipelineExecutor), and the same
-steps and MinHash stages run by datatrove directly (its JsonlReader, no reports, no split or
-tokenization) in the same run: llmexp_clean_vs_direct = direct seconds / llmexp's cleaning seconds
-(read through MinHash to the split parts; tokenization is timed in the end-to-end MB/s).
+tokenized, all on datatrove: MB of HTML per second per core with 1 and 2 workers
+(LocalPipelineExecutor), and the same steps, MinHash stages and tokenization run by datatrove
+directly in the same run (its JsonlReader, no reports; then its ParquetReader over the same split
+parts into the same shard writer, no resume checks):
+llmexp_clean_vs_direct = direct cleaning seconds / llmexp's cleaning seconds (read through MinHash
+to the split parts), llmexp_vs_direct = the same for the whole pipeline, tokenization included.
 
 Builds a synthetic JSONL corpus (paragraphs of Python's reference documentation, reshuffled
 and numbered so that documents differ), then in a child process runs llmexp's preparation
-(read + clean + split into Parquet parts, then tokenize into shards with --procs processes)
+(read + clean + split into Parquet parts, then tokenize into shards with --procs datatrove workers)
 and reports its own and its workers' peak RSS. Back in this process it times raw tiktoken
 `encode_ordinary_batch(num_threads=--procs)` on the same documents (read back from the
 cleaned parts, one part at a time, timing only the encode calls) — and once more before
@@ -71,20 +74,22 @@ def make_corpus(folder: Path, mb: int, seed: int = 0) -> int:
 def run_prepare(corpus: Path, cache: Path, procs: int, tokenizer: str) -> dict:
     """Child process: clean + tokenize with llmexp; timings and peak RSS."""
     import llmexp
-    from llmexp.data.prepare import SourceData, clean_sources, tokenize_source
+    from llmexp.data.prepare import SourceData, clean_sources, tokenize_sources
     from llmexp.tokenizers import load_tokenizer
 
     cfg = llmexp.compose(["data=jsonl", f"data.sources.0.path={corpus}", f"tokenizer={tokenizer}",
-                          f"data.num_proc={procs}", f"data.cache_dir={cache}"])
+                          f"data.workers={procs}", f"data.cache_dir={cache}"])
     t0 = time.perf_counter()
     [(folder, report)] = clean_sources(cfg.data.sources, cfg.data, cache / "data", lambda m: None)
     t1 = time.perf_counter()
     tok = load_tokenizer(cfg.tokenizer, "", lambda: iter(()))
     source = SourceData("bench", 1.0, folder, report)
     cpu0 = cpu_seconds() + cpu_seconds(resource.RUSAGE_CHILDREN)
-    tokenize_source(source, tok, cfg.data, lambda m: None)
+    tokenize_sources([source], tok, cfg.data, cache / "data", lambda m: None)
     t2 = time.perf_counter()
-    tokenize_cpu = cpu_seconds() + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0  # this process and its workers
+    # This process and its children; datatrove's workers are the forkserver's children, counted
+    # only with one worker (in-process): cpu_ratio is reported for --procs 1 only.
+    tokenize_cpu = cpu_seconds() + cpu_seconds(resource.RUSAGE_CHILDREN) - cpu0
     splits = source.index["splits"]
     tokens = sum(m["tokens"] for s in splits.values() for m in s)
     docs = sum(m["docs"] for s in splits.values() for m in s)
@@ -182,38 +187,49 @@ def make_web_corpus(folder: Path, mb: int, files: int = 4, seed: int = 0) -> int
     return n
 
 
-def web_config(corpus: Path, cache: Path, workers: int, tasks: int):
+def web_config(corpus: Path, cache: Path, workers: int, tasks: int, shard_mb: float):
     import llmexp
 
     return llmexp.compose(["data=web", f"data.sources.0.path={corpus}", "tokenizer=cl100k_base", f"data.cache_dir={cache}",
-                           f"data.workers={workers}", f"data.tasks={tasks}", f"data.num_proc={workers}", "data.val_fraction=0.05"])
+                           f"data.workers={workers}", f"data.tasks={tasks}", "data.val_fraction=0.05",
+                           f"data.shard_bytes={int(shard_mb * MB)}"])
 
 
-def run_web_prepare(corpus: Path, cache: Path, workers: int, tasks: int) -> dict:
-    """Child process: llmexp's prepare of the web corpus (clean + MinHash + split, then tokenize)."""
+def run_web_prepare(corpus: Path, cache: Path, workers: int, tasks: int, shard_mb: float) -> dict:
+    """Child process: llmexp's prepare of the web corpus (clean + MinHash + split, then tokenize),
+    all on datatrove."""
     from llmexp.data.prepare import prepare_data
 
-    cfg = web_config(corpus, cache, workers, tasks)
+    cfg = web_config(corpus, cache, workers, tasks, shard_mb)
     t0 = time.perf_counter()
     lines = []
     data = prepare_data(cfg, log=lines.append)
     seconds = time.perf_counter() - t0
+    tokenize = next(x for x in lines if "s of tokenization" in x)  # "... (12.3 s of tokenization for the mix)"
     return {"seconds": seconds, "clean_seconds": data.sources[0].clean["seconds"],  # read .. MinHash .. parts
+            "tokenize_seconds": float(tokenize.rsplit("(", 1)[1].split(" s of")[0]),
             "tokens": sum(s.tokens("train") + s.tokens("val") for s in data.sources),
+            "shards": [m["sha256"] for s in data.sources for split in ("train", "val") for m in s.index["splits"][split]],
+            "parts": [f"{s.folder.name}/clean/{p}" for s in data.sources for split in ("train", "val") for p in s.clean[split]["parts"]],
+            "data_root": str(data.sources[0].folder.parent),
             "clean_report": [x for x in lines if "docs" in x]}
 
 
-def run_web_direct(corpus: Path, work: Path, workers: int, tasks: int) -> dict:
+def run_web_direct(corpus: Path, work: Path, workers: int, tasks: int, shard_mb: float, prepared: dict) -> dict:
     """Child process: the same steps (llmexp's clean_steps, unwrapped from their reports) and the
-    same MinHash stages, read by datatrove's JsonlReader and run by its LocalPipelineExecutor."""
+    same MinHash stages, read by datatrove's JsonlReader and run by its LocalPipelineExecutor; then
+    the parts llmexp split (`prepared`) tokenized by datatrove's ParquetReader into the same shard
+    writer, one task per part."""
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.readers import JsonlReader, ParquetReader
     from datatrove.pipeline.writers import JsonlWriter
 
+    import llmexp
     from llmexp.data.clean import clean_steps
-    from llmexp.data.engine import MixCleaning, datatrove_logs_to_files
+    from llmexp.data.engine import MixCleaning, ShardWriter, datatrove_logs_to_files
+    from llmexp.tokenizers import load_tokenizer
 
-    cfg = web_config(corpus, work / "cache", workers, tasks)
+    cfg = web_config(corpus, work / "cache", workers, tasks, shard_mb)
     source = cfg.data.sources[0]
     steps = [s.inner for s in clean_steps(source.clean, str(work / "unused"))]
     pipeline = [JsonlReader(str(corpus), text_key="html", glob_pattern="*.jsonl",
@@ -225,7 +241,25 @@ def run_web_direct(corpus: Path, work: Path, workers: int, tasks: int) -> dict:
     t0 = time.perf_counter()
     with datatrove_logs_to_files():
         minhash[-1].run()
-    return {"seconds": time.perf_counter() - t0}
+    clean_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    tok = load_tokenizer(cfg.tokenizer, "", lambda: iter(()))
+    tok.save(work / "tokenizer")
+    paths = work / "parts.txt"
+    paths.write_text("".join(p + "\n" for p in prepared["parts"]))
+    for part in prepared["parts"]:
+        (work / "shards" / part).parent.parent.joinpath("tokens", tok.name).mkdir(parents=True, exist_ok=True)
+    reader = ParquetReader(prepared["data_root"], paths_file=str(paths), batch_size=256,
+                           adapter=lambda self, d, path, i: {"text": d["text"], "id": f"{path}/{i}", "metadata": {"part": path}})
+    tokenize = LocalPipelineExecutor([reader, ShardWriter(str(work / "shards"), str(work / "tokenizer"), tok.name)],
+                                     tasks=len(prepared["parts"]), workers=workers, logging_dir=str(work / "logs" / "tokenize"))
+    with datatrove_logs_to_files():
+        tokenize.run()
+    tokenize_seconds = time.perf_counter() - t1
+    shards = [json.loads((work / "shards" / p).parent.parent.joinpath("tokens", tok.name, Path(p).name.replace(".parquet", ".json"))
+                         .read_text())["sha256"] for p in prepared["parts"]]
+    assert shards == prepared["shards"], "datatrove directly wrote other shards than llmexp"
+    return {"seconds": clean_seconds + tokenize_seconds, "clean_seconds": clean_seconds, "tokenize_seconds": tokenize_seconds}
 
 
 def bench_web(args) -> None:
@@ -237,24 +271,28 @@ def bench_web(args) -> None:
         n = make_web_corpus(corpus, args.mb)
         print(f"web corpus: {n:,} pages, {args.mb} MB ({corpus})", flush=True)
     html_mb = sum(p.stat().st_size for p in corpus.glob("*.jsonl")) / MB
-    result = {"html_mb": round(html_mb, 1), "tasks": args.tasks}
+    result = {"html_mb": round(html_mb, 1), "tasks": args.tasks, "shard_mb": args.shard_mb}
     for workers in (1, 2):
+        prepared = None
         for kind in ("llmexp", "direct"):
             out = work / f"{kind}-{workers}"
             shutil.rmtree(out, ignore_errors=True)
+            extra = [json.dumps(prepared)] if prepared else []
             child = subprocess.run([sys.executable, __file__, f"--web-{kind}-child", str(corpus), str(out), str(workers),
-                                    str(args.tasks)], capture_output=True, text=True)
+                                    str(args.tasks), *extra, "--shard-mb", str(args.shard_mb)], capture_output=True, text=True)
             if child.returncode:
                 sys.exit(child.stderr[-3000:])
             r = json.loads(child.stdout.strip().splitlines()[-1])
-            result[f"{kind}_{workers}w_seconds"] = round(r["seconds"], 1)
+            for key in ("seconds", "clean_seconds", "tokenize_seconds"):
+                result[f"{kind}_{workers}w_{key}"] = round(r[key], 1)
             if kind == "llmexp":
-                result[f"llmexp_{workers}w_clean_seconds"] = round(r["clean_seconds"], 1)
+                prepared = {k: r[k] for k in ("parts", "shards", "data_root")}
                 result[f"llmexp_{workers}w_mb_per_s_per_core"] = round(html_mb / r["seconds"] / workers, 3)
-                result["tokens"], result["clean_report"] = r["tokens"], r["clean_report"]
+                result["tokens"], result["shards"], result["clean_report"] = r["tokens"], len(r["shards"]), r["clean_report"]
     result["scaling_2w_over_1w"] = round(result["llmexp_1w_seconds"] / result["llmexp_2w_seconds"], 3)
-    for w in (1, 2):  # llmexp's cleaning (with reports and the split into parts) against the bare datatrove pipeline
-        result[f"llmexp_clean_vs_direct_{w}w"] = round(result[f"direct_{w}w_seconds"] / result[f"llmexp_{w}w_clean_seconds"], 3)
+    for w in (1, 2):  # llmexp's stages (with reports, the split into parts, resume checks) against bare datatrove
+        for stage in ("clean_", "tokenize_", ""):
+            result[f"llmexp_{stage}vs_direct_{w}w"] = round(result[f"direct_{w}w_{stage}seconds"] / result[f"llmexp_{w}w_{stage}seconds"], 3)
     print(json.dumps(result, indent=2))
 
 
@@ -268,14 +306,15 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("CORPUS", "CACHE"), help=argparse.SUPPRESS)
     parser.add_argument("--raw-child", metavar="CORPUS", help=argparse.SUPPRESS)
     parser.add_argument("--web", action="store_true", help="web HTML: cleaning + MinHash + tokenize on datatrove, 1 and 2 workers")
-    parser.add_argument("--tasks", type=int, default=4, help="--web: datatrove tasks per stage")
+    parser.add_argument("--tasks", type=int, default=4, help="--web: datatrove tasks per cleaning stage")
+    parser.add_argument("--shard-mb", type=float, default=32, help="--web: text MB per part (one tokenization task each)")
     parser.add_argument("--web-llmexp-child", nargs=4, help=argparse.SUPPRESS)
-    parser.add_argument("--web-direct-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--web-direct-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.web_llmexp_child or args.web_direct_child:
-        corpus, out, workers, tasks = args.web_llmexp_child or args.web_direct_child
+        corpus, out, workers, tasks, *prepared = args.web_llmexp_child or args.web_direct_child
         run = run_web_prepare if args.web_llmexp_child else run_web_direct
-        print(json.dumps(run(Path(corpus), Path(out), int(workers), int(tasks))))
+        print(json.dumps(run(Path(corpus), Path(out), int(workers), int(tasks), args.shard_mb, *map(json.loads, prepared))))
         return
     if args.web:
         bench_web(args)
@@ -314,7 +353,8 @@ def main() -> None:
         "tokenize_and_shard_tokens_per_s": round(ours_rate), "raw_tiktoken_tokens_per_s": round(raw_rate),
         "ratio": round(ours_rate / raw_rate, 3),
         # Tokens per CPU-second: insensitive to other users' load on a shared machine.
-        "cpu_ratio": round((ours["tokens"] / ours["tokenize_cpu_seconds"]) / (2 * raw_tokens / (before_cpu + after_cpu)), 3),
+        "cpu_ratio": round((ours["tokens"] / ours["tokenize_cpu_seconds"]) / (2 * raw_tokens / (before_cpu + after_cpu)), 3)
+        if args.procs == 1 else None,
         "raw_before_tokens_per_s": round(raw_tokens / before_seconds), "raw_after_tokens_per_s": round(raw_tokens / after_seconds),
         "end_to_end_tokens_per_s": round(ours["tokens"] / (ours["clean_seconds"] + ours["tokenize_seconds"])),
         "clean_seconds": round(ours["clean_seconds"], 1), "tokenize_seconds": round(ours["tokenize_seconds"], 1),
@@ -324,7 +364,7 @@ def main() -> None:
         result.update(bench_bpe(corpus, args.bpe_mb))
     print(json.dumps(result, indent=2))
     print(f"tokenize+shard: {ours_rate:,.0f} tokens/s vs raw tiktoken {raw_rate:,.0f} tokens/s "
-          f"({args.procs} procs): ratio {ours_rate / raw_rate:.2f} (per CPU-second: {result['cpu_ratio']:.2f}); peak RSS {result['peak_rss_main_mb']} MB main, "
+          f"({args.procs} procs): ratio {ours_rate / raw_rate:.2f} (per CPU-second: {result['cpu_ratio']}); peak RSS {result['peak_rss_main_mb']} MB main, "
           f"{result['peak_rss_worker_mb']} MB per worker (max)")
 
 

@@ -1,20 +1,25 @@
-"""The cleaning engine: HF datatrove pipelines over every source of a mix, run by its
+"""The data engine: HF datatrove pipelines over every source of a mix, run by its
 LocalPipelineExecutor (one machine, `data.workers` processes) or SlurmPipelineExecutor (array
-jobs across nodes), then each source's kept documents split into train/validation parts.
+jobs across nodes). Cleaning comes first; prepare.py then splits each source's kept documents
+into train/validation parts (and trains a BPE on them, if asked); tokenization is the last stage.
 
 Stages, each a datatrove executor depending on the one before (all under <cache>/data/work-<key>/):
     clean-<source>   SourceReader -> the source's steps (clean.py) -> filtered/<source>/<rank>.jsonl.gz
     minhash-1..4     (data.minhash_dedup) signatures, LSH buckets, clusters, removal: across all
                      sources of the mix -> deduped/<source>/<rank>.jsonl.gz
+and, after the split (under <cache>/data/tokenize-<key>/):
+    tokenize         PartReader -> ShardWriter: one task per cleaned part, writing that part's
+                     token shard and sidecar (shards.write_shard), so no two tasks share a file
 A task that finishes is marked complete by datatrove, so a killed prepare resumes with the tasks
-(shards of the input) that did not finish. The per-step counts and removed samples each task
-writes (steps.Reviewed) become the source's clean/report.json; the work folder is removed once
-every source of the mix has its parts.
+(shards of the input, or parts) that did not finish. The per-step counts and removed samples each
+task writes (steps.Reviewed) become the source's clean/report.json; a work folder is removed once
+its results (the parts, or the shard indexes) are written.
 """
 from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import json
 import os
 import shutil
@@ -22,17 +27,22 @@ import sys
 from pathlib import Path
 from typing import Callable, List
 
+from datatrove.data import Document, DocumentsPipeline
 from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
+from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
 from datatrove.pipeline.dedup.minhash import MinhashConfig
-from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.readers import JsonlReader, ParquetReader
 from datatrove.pipeline.writers import JsonlWriter
+from datatrove.utils.batching import batched
 from loguru import logger
 
 from llmexp.config.schema import DataConfig, SourceConfig
 from llmexp.data.clean import clean_steps
+from llmexp.data.shards import iter_part_texts, shard_done, shard_path, write_shard
 from llmexp.data.sources import DataError, source_name
 from llmexp.data.steps import Reviewed, SourceReader
+from llmexp.io import atomic_write_text
 
 
 class Submitted(DataError):
@@ -71,6 +81,37 @@ def make_executor(data: DataConfig, pipeline: list, tasks: int, logging_dir: Pat
         sbatch_args=dict(data.slurm_sbatch_args), slurm_logs_folder=str(logging_dir / "slurm_logs"),
         env_command=f"source {sys.prefix}/bin/activate" if in_venv else None,
     )
+
+
+def run_stages(stages: list, data: DataConfig, work: Path, what: str, then: str, log: Callable[[str], None], message: str) -> None:
+    """Run `stages` (executors, each depending on the one before) unless datatrove marks every
+    task of the last complete.
+    Locally that is now; on SLURM the jobs are submitted once and Submitted is raised, and the
+    next prepare finds them complete (or says they still run)."""
+    last = stages[-1]
+    if not last.get_incomplete_ranks(skip_completed=True):
+        return
+    submitted = work / "submitted.json"
+    if data.executor == "slurm":
+        if submitted.is_file():
+            raise Submitted(f"the {what} jobs {json.loads(submitted.read_text())} have not finished (squeue shows them; "
+                            f"task logs: {work / 'logs'}); if they failed, delete {submitted} and prepare again "
+                            "to resubmit the unfinished tasks")
+        last.run()  # sbatch of every stage, each depending on the one before
+        ids = [stage.job_id for stage in stages]
+        submitted.write_text(json.dumps(ids))
+        raise Submitted(f"{what} submitted to SLURM as jobs {ids} (logs: {work / 'logs'}); "
+                        f"run the same `llmexp prepare` again when they finish to {then}")
+    log(message)
+    try:
+        with datatrove_logs_to_files():
+            last.run()
+    except DataError:
+        raise
+    except Exception as err:  # a task failed: datatrove keeps its traceback in the task log
+        raise DataError(f"{what} failed ({type(err).__name__}: {err}); task logs: {work / 'logs'}") from None
+    if last.get_incomplete_ranks(skip_completed=True):
+        raise DataError(f"{what} left unfinished tasks; task logs: {work / 'logs'}")
 
 
 class FilteredReader(JsonlReader):
@@ -136,35 +177,11 @@ class MixCleaning:
                                            depends=executors[-1] if executors else depends))
         return executors
 
-    def complete(self) -> bool:
-        return not self.executors[-1].get_incomplete_ranks(skip_completed=True)
-
     def run(self, log: Callable[[str], None]) -> None:
-        if self.complete():
-            return
-        submitted = self.work / "submitted.json"
-        if self.data.executor == "slurm":
-            if submitted.is_file():
-                raise Submitted(f"the cleaning jobs {json.loads(submitted.read_text())} have not finished (squeue shows them; "
-                                f"task logs: {self.work / 'logs'}); if they failed, delete {submitted} and prepare again "
-                                "to resubmit the unfinished tasks")
-            self.executors[-1].run()  # sbatch of every stage, each depending on the one before
-            ids = [e.job_id for e in self.executors]
-            submitted.write_text(json.dumps(ids))
-            raise Submitted(f"cleaning submitted to SLURM as jobs {ids} (logs: {self.work / 'logs'}); "
-                            "run the same `llmexp prepare` again when they finish to split and tokenize")
-        log(f"  cleaning {', '.join(self.names)} on datatrove: {self.data.tasks} task(s) per source, "
-            f"{self.data.workers} worker(s){', MinHash dedup across the mix' if self.data.minhash_dedup else ''} "
-            f"(task logs: {self.work / 'logs'})")
-        try:
-            with datatrove_logs_to_files():
-                self.executors[-1].run()
-        except DataError:
-            raise
-        except Exception as err:  # a task failed: datatrove keeps its traceback in the task log
-            raise DataError(f"cleaning failed ({type(err).__name__}: {err}); task logs: {self.work / 'logs'}") from None
-        if not self.complete():
-            raise DataError(f"cleaning left unfinished tasks; task logs: {self.work / 'logs'}")
+        run_stages(self.executors, self.data, self.work, "cleaning", "split and tokenize", log,
+                   f"  cleaning {', '.join(self.names)} on datatrove: {self.data.tasks} task(s) per source, "
+                   f"{self.data.workers} worker(s){', MinHash dedup across the mix' if self.data.minhash_dedup else ''} "
+                   f"(task logs: {self.work / 'logs'})")
 
     # ------------------------------------------------------------ results
 
@@ -196,6 +213,75 @@ class MixCleaning:
                     step["bad_examples"] = (step.get("bad_examples", []) + counts["bad_examples"])[:5]
             steps.append(step)
         return steps
+
+    def remove(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- tokenization
+
+class PartReader(ParquetReader):
+    """Cleaned parts (paths_file: one a line, relative to the data root) -> documents; task
+    `rank` reads parts rank, rank + tasks, ... A part whose shard is already complete (an earlier
+    run finished it) is not read again. Every document is kept, also an empty one (datatrove's
+    reader drops those), so that a shard holds exactly its part."""
+
+    name = "📒 cleaned parts"
+
+    def __init__(self, root: str, paths_file: str, tokenizer_name: str):
+        super().__init__(root, paths_file=paths_file)
+        self.root, self.tokenizer_name = Path(root), tokenizer_name
+
+    def read_file(self, filepath: str):
+        if shard_done(shard_path(self.root / filepath, self.tokenizer_name)) is not None:
+            return
+        for i, text in enumerate(t for texts in iter_part_texts(self.root / filepath) for t in texts):
+            yield Document(text=text, id=f"{filepath}:{i}", metadata={"part": filepath})
+
+
+class ShardWriter(PipelineStep):
+    """Documents, grouped by the part they came from -> one llmexp token shard per part
+    (shards.write_shard: same bytes, checksum and sidecar as every shard llmexp reads)."""
+
+    name = "🔢 llmexp shards"
+    type = "💽 - WRITER"
+
+    def __init__(self, root: str, tokenizer_dir: str, tokenizer_name: str):
+        super().__init__()
+        self.root, self.tokenizer_dir, self.tokenizer_name = Path(root), tokenizer_dir, tokenizer_name
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> None:
+        from llmexp.tokenizers import Tokenizer  # in the task's process
+
+        tok = Tokenizer.load(Path(self.tokenizer_dir))
+        for part, docs in itertools.groupby(data, key=lambda doc: doc.metadata["part"]):
+            batches = ([doc.text for doc in batch] for batch in batched(docs, 256))
+            meta = write_shard(batches, shard_path(self.root / part, self.tokenizer_name), tok)
+            self.stat_update("shards")
+            self.stat_update("tokens", value=meta["tokens"])
+
+
+class MixTokenization:
+    """One datatrove stage: every part in `parts` (paths relative to `root`) tokenized into its
+    shard by the tokenizer saved in <work>/tokenizer, one part per task."""
+
+    def __init__(self, parts: List[str], root: Path, tokenizer, data: DataConfig, work: Path):
+        self.data, self.work, self.parts = data, work, parts
+        work.mkdir(parents=True, exist_ok=True)
+        paths_file = work / "parts.txt"
+        if not paths_file.is_file():  # the task numbering a resumed run must keep
+            atomic_write_text(paths_file, "".join(p + "\n" for p in parts))
+        if not (work / "tokenizer" / "tokenizer.json").is_file():
+            tokenizer.save(work / "tokenizer")  # what the tasks load
+        pipeline = [PartReader(str(root), str(paths_file), tokenizer.name),
+                    ShardWriter(str(root), str(work / "tokenizer"), tokenizer.name)]
+        self.executor = make_executor(data, pipeline, len(parts), work / "logs" / "tokenize", "tokenize")
+
+    def run(self, log: Callable[[str], None]) -> None:
+        workers = len(self.parts) if self.data.workers == -1 else min(self.data.workers, len(self.parts))
+        run_stages([self.executor], self.data, self.work, "tokenization", "write the shard indexes", log,
+                   f"  tokenizing {len(self.parts)} part(s) on datatrove: one task per part, {workers} worker(s) "
+                   f"(task logs: {self.work / 'logs'})")
 
     def remove(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)

@@ -6,8 +6,9 @@ Cache keys (under $LLMEXP_CACHE/data/):
     shards     = <source key>/tokens/<tokenizer name>   (a trained BPE's name carries its own hash)
 so a change of input files, cleaning, split or tokenizer prepares anew, and anything else reuses
 what is there. A run that finds every index ready reads nothing but the indexes and starts.
-`llmexp prepare` (llmexp/data/cli.py) runs this same function once for many runs. Cleaning runs
-on HF datatrove (engine.py); tokenization writes llmexp's checksummed shards (shards.py).
+`llmexp prepare` (llmexp/data/cli.py) runs this same function once for many runs. Cleaning and
+tokenization both run on HF datatrove (engine.py): clean/dedup -> (here) split into parts and
+train the tokenizer -> tokenize, one task per part, into llmexp's checksummed shards (shards.py).
 """
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ import numpy as np
 
 from llmexp.config.schema import Config, DataConfig, SourceConfig
 from llmexp.data.clean import format_report
-from llmexp.data.engine import MixCleaning
+from llmexp.data.engine import MixCleaning, MixTokenization
 from llmexp.data.shards import (
-    INDEX_FORMAT, PartWriter, bad_shards, iter_part_texts, open_shard, run_tasks, shard_done,
+    INDEX_FORMAT, PartWriter, bad_shards, iter_part_texts, open_shard, shard_done, shard_path,
 )
 from llmexp.data.sources import DataError, source_fingerprint, source_name
 from llmexp.data.split import StreamSplit
@@ -266,53 +267,59 @@ def training_texts(sources: List[SourceData], max_bytes: int) -> Iterator[str]:
 
 # ---------------------------------------------------------------- stage 2: tokenize to shards
 
-def tokenize_source(s: SourceData, tokenizer: Tokenizer, data: DataConfig, log: Callable[[str], None],
-                    verify: bool = False) -> None:
-    token_dir = s.folder / "tokens" / tokenizer.name
-    index_path = token_dir / "index.json"
-    s.token_dir = token_dir
-    if index_path.is_file():
-        index = json.loads(index_path.read_text())
-        bad = bad_shards(token_dir, index, full=verify or data.verify_checksums)
-        if not bad:
-            s.index = index
-            return
-        log(f"  {s.name}: {len(bad)} shard(s) truncated or corrupt ({', '.join(bad[:3])}): rebuilding them")
-        for name in bad:
-            (token_dir / name).unlink(missing_ok=True)
-            (token_dir / name).with_suffix(".json").unlink(missing_ok=True)
-        index_path.unlink()
-    token_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(token_dir, log)
-    if not (token_dir / "tokenizer" / "tokenizer.json").is_file():
-        tokenizer.save(token_dir / "tokenizer")  # what the worker processes load
-    tasks, metas = [], {}
-    for split in ("train", "val"):
-        for part in s.clean[split]["parts"]:
-            shard = token_dir / part.replace(".parquet", ".bin")
-            done = shard_done(shard)
-            if done is not None:
-                metas[shard.name] = done  # finished before an interruption: kept
-            else:
-                tasks.append((str(s.folder / "clean" / part), str(shard), str(token_dir / "tokenizer")))
-    if tasks:
-        started, total = time.perf_counter(), [0]
+def cached_index(s: SourceData, tokenizer: Tokenizer, data: DataConfig, log: Callable[[str], None], verify: bool) -> bool:
+    """Point `s` at its shards under `tokenizer`; True when their index is there and its shards
+    are whole (a truncated or corrupt shard is deleted, with the index, to be tokenized again)."""
+    s.token_dir = s.folder / "tokens" / tokenizer.name
+    index_path = s.token_dir / "index.json"
+    if not index_path.is_file():
+        return False
+    index = json.loads(index_path.read_text())
+    bad = bad_shards(s.token_dir, index, full=verify or data.verify_checksums)
+    if not bad:
+        s.index = index
+        return True
+    log(f"  {s.name}: {len(bad)} shard(s) truncated or corrupt ({', '.join(bad[:3])}): rebuilding them")
+    for name in bad:
+        (s.token_dir / name).unlink(missing_ok=True)
+        (s.token_dir / name).with_suffix(".json").unlink(missing_ok=True)
+    index_path.unlink()
+    return False
 
-        def done(meta: dict) -> None:
-            metas[meta["file"]] = meta
-            total[0] += meta["tokens"]
 
-        procs = run_tasks(tasks, data.num_proc, done)
-        seconds = time.perf_counter() - started
-        log(f"  {s.name}: tokenized {len(tasks)} shard(s), {total[0]:,} tokens in {seconds:.1f} s "
-            f"({total[0] / max(seconds, 1e-9):,.0f} tokens/s, {procs} process(es))")
-    index = {
-        "format": INDEX_FORMAT, "tokenizer": tokenizer.name, "n_vocab": tokenizer.n_vocab, "eot": tokenizer.eot_id,
-        "dtype": token_dtype(tokenizer.n_vocab).name,
-        "splits": {split: [metas[p.replace(".parquet", ".bin")] for p in s.clean[split]["parts"]] for split in ("train", "val")},
-    }
-    atomic_write_text(index_path, json.dumps(index, indent=1))
-    s.index = index
+def tokenize_sources(sources: List[SourceData], tokenizer: Tokenizer, data: DataConfig, root: Path,
+                     log: Callable[[str], None], verify: bool = False) -> None:
+    """Every source's shards and index under `tokenizer`: from the cache, or made now by one
+    datatrove stage over the parts of every source that lacks them (engine.MixTokenization)."""
+    pending = [s for s in sources if not cached_index(s, tokenizer, data, log, verify)]
+    if not pending:
+        return
+    parts = [f"{s.folder.name}/clean/{p}" for s in pending for split in ("train", "val") for p in s.clean[split]["parts"]]
+    for s in pending:
+        s.token_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(s.token_dir, log)
+    key = hashlib.sha256(json.dumps([tokenizer.name, parts]).encode()).hexdigest()[:16]
+    tokenizing = MixTokenization(parts, root, tokenizer, data, root / f"tokenize-{key}")
+    started = time.perf_counter()
+    tokenizing.run(log)
+    seconds = time.perf_counter() - started
+    for s in pending:
+        metas = {}
+        for part in (p for split in ("train", "val") for p in s.clean[split]["parts"]):
+            meta = shard_done(shard_path(s.folder / "clean" / part, tokenizer.name))
+            if meta is None:
+                raise DataError(f"{s.token_dir}: tokenization finished without the shard of {part}; "
+                                f"task logs: {tokenizing.work / 'logs'}")
+            metas[part] = meta
+        s.index = {
+            "format": INDEX_FORMAT, "tokenizer": tokenizer.name, "n_vocab": tokenizer.n_vocab, "eot": tokenizer.eot_id,
+            "dtype": token_dtype(tokenizer.n_vocab).name,
+            "splits": {split: [metas[p] for p in s.clean[split]["parts"]] for split in ("train", "val")},
+        }
+        atomic_write_text(s.token_dir / "index.json", json.dumps(s.index, indent=1))
+        total = s.tokens("train") + s.tokens("val")
+        log(f"  {s.name}: tokenized into {len(metas)} shard(s), {total:,} tokens ({seconds:.1f} s of tokenization for the mix)")
+    tokenizing.remove()
 
 
 def _check_validation_size(sources: List[SourceData], seq_len: int) -> None:
@@ -334,8 +341,7 @@ def prepare_data(cfg: Config, verify: bool = False, log: Callable[[str], None] =
     train_id = json.dumps([(s.name, s.weight, s.clean["train"]["content_hash"]) for s in sources])
     tokenizer = load_tokenizer(cfg.tokenizer, hashlib.sha256(train_id.encode()).hexdigest()[:16],
                                lambda: training_texts(sources, cfg.tokenizer.train_max_bytes))
-    for s in sources:
-        tokenize_source(s, tokenizer, data, log, verify)
+    tokenize_sources(sources, tokenizer, data, root, log, verify)
     _check_validation_size(sources, cfg.trainer.seq_len or cfg.model.max_seq_len)
     all_id = json.dumps([(s.name, s.weight, s.clean["train"]["content_hash"], s.clean["val"]["content_hash"]) for s in sources])
     return PreparedData(tokenizer, sources, hashlib.sha256(all_id.encode()).hexdigest()[:16])

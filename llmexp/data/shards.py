@@ -7,9 +7,9 @@ A source's cache folder (content-addressed, see prepare.py) holds
                                       every document; each with a .json sidecar (tokens,
                                       documents, text bytes, sha256) written after it
     tokens/<tokenizer>/index.json     written last: every shard of both splits, in order
-Each Parquet part becomes one shard in one task, so tokenization runs in parallel processes and
-an interrupted preparation keeps the shards it finished (a shard exists only once complete:
-temporary file, fsync, rename).
+Each Parquet part becomes one shard in one datatrove task (engine.MixTokenization), so workers
+never share a file and an interrupted preparation keeps the shards it finished (a shard exists
+only once complete: temporary file, fsync, rename).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Iterable, Iterator, List, Optional
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from llmexp.io import atomic_write_text
 
 ROW_GROUP_CHARS = 4_000_000  # text per Parquet row group: what a worker holds at a time
 INDEX_FORMAT = 1
-INLINE_BYTES = 2_000_000  # compressed Parquet bytes below which tokenization stays in-process
 
 
 def _finish(tmp: Path, path: Path) -> None:
@@ -105,31 +104,24 @@ def iter_part_texts(path: Path, batch_rows: int = 256) -> Iterator[List[str]]:
         yield batch.column(0).to_pylist()
 
 
-# ---------------------------------------------------------------- tokenization (worker side)
+# ---------------------------------------------------------------- tokenization (a datatrove task's side)
 
-_TOKENIZERS: dict = {}  # per process: the tokenizer loaded from its saved folder
+def shard_path(part: Path, tokenizer_name: str) -> Path:
+    """clean/<split>-NNNNN.parquet -> tokens/<tokenizer>/<split>-NNNNN.bin of the same source."""
+    return part.parent.parent / "tokens" / tokenizer_name / part.name.replace(".parquet", ".bin")
 
 
-def tokenize_part(task: tuple) -> dict:
-    """One Parquet part -> one token shard plus its sidecar; returns the sidecar."""
-    import pyarrow.compute as pc
-
-    from llmexp.tokenizers import Tokenizer
-
-    part, shard, tokenizer_dir = Path(task[0]), Path(task[1]), str(task[2])
-    if tokenizer_dir not in _TOKENIZERS:
-        _TOKENIZERS[tokenizer_dir] = Tokenizer.load(Path(tokenizer_dir))
-    tok = _TOKENIZERS[tokenizer_dir]
+def write_shard(batches: Iterable[List[str]], shard: Path, tok) -> dict:
+    """The documents of one part, in batches -> one token shard (each document followed by end-of-text) plus
+    its sidecar, both written atomically; returns the sidecar."""
     encode, eot = tok.encoding.encode_ordinary, [tok.eot_id]
     dtype = token_dtype(tok.n_vocab)
     digest = hashlib.sha256()
     n_tokens = n_docs = n_bytes = 0
     tmp = shard.with_name(f".{shard.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        for batch in iter_part_batches(part):
-            column = batch.column(0)
-            texts = column.to_pylist()
-            ids = [encode(t) for t in texts]
+        for batch in batches:
+            ids = [encode(t) for t in batch]
             count = sum(map(len, ids)) + len(ids)
             # one flat array per batch: documents, each followed by end-of-text
             arr = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(zip(ids, itertools.repeat(eot)))),
@@ -137,8 +129,8 @@ def tokenize_part(task: tuple) -> dict:
             f.write(arr.data)
             digest.update(arr.data)
             n_tokens += count
-            n_docs += len(texts)
-            n_bytes += pc.sum(pc.binary_length(column)).as_py() or 0
+            n_docs += len(batch)
+            n_bytes += sum(len(t.encode("utf-8")) for t in batch)
     _finish(tmp, shard)
     meta = {"file": shard.name, "tokens": n_tokens, "docs": n_docs, "text_bytes": n_bytes,
             "sha256": digest.hexdigest(), "nbytes": n_tokens * dtype.itemsize}
@@ -153,23 +145,6 @@ def shard_done(shard: Path) -> Optional[dict]:
         return None
     meta = json.loads(sidecar.read_text())
     return meta if shard.stat().st_size == meta["nbytes"] else None
-
-
-def run_tasks(tasks: List[tuple], num_proc: int, on_done: Callable[[dict], None]) -> int:
-    """Tokenize parts in `num_proc` processes (spawned: safe after torch/pyarrow started
-    threads); returns how many processes ran."""
-    # Starting processes costs about a second: small inputs (the embedded corpus) stay inline.
-    if num_proc <= 1 or len(tasks) <= 1 or sum(os.path.getsize(t[0]) for t in tasks) < INLINE_BYTES:
-        for task in tasks:
-            on_done(tokenize_part(task))
-        return 1
-    import multiprocessing as mp
-
-    procs = min(num_proc, len(tasks))
-    with mp.get_context("spawn").Pool(procs) as pool:
-        for meta in pool.imap_unordered(tokenize_part, tasks):
-            on_done(meta)
-    return procs
 
 
 # ---------------------------------------------------------------- reading and verifying

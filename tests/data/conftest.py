@@ -37,7 +37,6 @@ def config(tmp_path: Path, sources: list[SourceConfig], tokenizer: list[str] = (
     cfg.data.sources = sources
     cfg.data.cache_dir = str(tmp_path / "cache")
     cfg.tokenizer.cache_dir = str(tmp_path / "cache")
-    cfg.data.num_proc = 1
     for key, value in data.items():
         setattr(cfg.data, key, value)
     return cfg

@@ -2,6 +2,7 @@
 document-level validation split, resumable, corrupt shards detected and rebuilt."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from llmexp.data import prepare as prepare_mod
 from llmexp.data.prepare import prepare_data
-from llmexp.data.shards import open_shard, sha256_file
+from llmexp.data.shards import iter_part_texts, open_shard, sha256_file
 from llmexp.data.sources import DataError
 from tests.data.conftest import config, corpus, jsonl_source, write_jsonl
 
@@ -49,7 +50,7 @@ def test_second_prepare_reads_nothing_and_uint32_for_large_vocabularies(tmp_path
     first = prepare_data(cfg, log=quiet)
     assert first.dtype == np.uint32
     monkeypatch.setattr(prepare_mod, "MixCleaning", lambda *a: pytest.fail("read the data again"))
-    monkeypatch.setattr(prepare_mod, "run_tasks", lambda *a: pytest.fail("tokenized again"))
+    monkeypatch.setattr(prepare_mod, "MixTokenization", lambda *a: pytest.fail("tokenized again"))
     again = prepare_data(cfg, log=quiet)
     assert again.fingerprint == first.fingerprint
     cfg.data.sources[1].clean.exact_dedup = True  # another cleaning config: another cache entry
@@ -77,7 +78,7 @@ def test_truncated_shard_is_detected_and_rebuilt(tmp_path, two_sources, quiet):
     assert path.read_bytes() == good
 
 
-def test_interrupted_tokenization_keeps_finished_shards(tmp_path, two_sources, quiet, monkeypatch):
+def test_interrupted_tokenization_keeps_finished_shards(tmp_path, two_sources, quiet):
     cfg = config(tmp_path, two_sources, shard_bytes=8_000)
     data = prepare_data(cfg, log=quiet)
     src = data.sources[0]
@@ -85,15 +86,12 @@ def test_interrupted_tokenization_keeps_finished_shards(tmp_path, two_sources, q
     lost = src.index["splits"]["train"][0]["file"]
     (src.token_dir / "index.json").unlink()  # as if killed before the index was written...
     (src.token_dir / lost).unlink()  # ...and before this shard was renamed into place
-    done = []
-    real = prepare_mod.run_tasks
-    monkeypatch.setattr(prepare_mod, "run_tasks", lambda tasks, n, cb: (done.extend(tasks), real(tasks, n, cb))[1])
-    again = prepare_data(cfg, log=quiet)
-    assert [t[1].rsplit("/", 1)[-1] for t in done] == [lost]
-    for name, stamp in stamps.items():
-        if name != lost:
-            assert (src.token_dir / name).stat().st_mtime_ns == stamp
-    assert again.sources[0].index == src.index
+    lines = []
+    again = prepare_data(cfg, log=lines.append)
+    assert any(f"tokenizing {len(stamps) + len(src.index['splits']['val'])} part(s) on datatrove" in x for x in lines)
+    for name, stamp in stamps.items():  # the parts whose shards are whole are not read again
+        assert (src.token_dir / name).stat().st_mtime_ns == stamp or name == lost
+    assert (src.token_dir / lost).is_file() and again.sources[0].index == src.index
 
 
 def test_a_source_emptied_by_cleaning_names_the_steps(tmp_path, quiet):
@@ -102,11 +100,21 @@ def test_a_source_emptied_by_cleaning_names_the_steps(tmp_path, quiet):
         prepare_data(config(tmp_path, [jsonl_source(a, "a", min_words=5)]), log=quiet)
 
 
-def test_parallel_tokenization_matches_inline(tmp_path, quiet, monkeypatch):
+def reference_shard(part, tok, dtype) -> np.ndarray:
+    """The in-process tokenization the engine replaced: every document of the part, in order,
+    encode_ordinary, then end-of-text."""
+    ids = [i for texts in iter_part_texts(part) for t in texts for i in (*tok.encoding.encode_ordinary(t), tok.eot_id)]
+    return np.asarray(ids, dtype=dtype)
+
+
+def test_engine_shards_equal_in_process_tokenization_with_one_or_two_workers(tmp_path, quiet):
     a = write_jsonl(tmp_path / "a.jsonl", corpus(3, 300, words=400))
-    monkeypatch.setattr("llmexp.data.shards.INLINE_BYTES", 0)  # force the process pool
-    par = prepare_data(config(tmp_path / "p", [jsonl_source(a, "a")], shard_bytes=100_000, num_proc=2), log=quiet)
-    one = prepare_data(config(tmp_path / "s", [jsonl_source(a, "a")], shard_bytes=100_000, num_proc=1), log=quiet)
-    assert len(par.sources[0].index["splits"]["train"]) > 2
-    assert [m["sha256"] for m in par.sources[0].index["splits"]["train"]] == \
-           [m["sha256"] for m in one.sources[0].index["splits"]["train"]]
+    runs = [prepare_data(config(tmp_path / f"w{w}", [jsonl_source(a, "a")], ["tokenizer=cl100k_base"], shard_bytes=100_000,
+                                workers=w), log=quiet) for w in (2, 1)]
+    two, one = (r.sources[0] for r in runs)
+    assert len(two.index["splits"]["train"]) > 2 and two.index == one.index  # same shards, sizes, checksums
+    for split in ("train", "val"):
+        for part, meta in zip(two.clean[split]["parts"], two.index["splits"][split]):
+            expected = reference_shard(two.folder / "clean" / part, runs[0].tokenizer, runs[0].dtype)
+            assert meta["tokens"] == len(expected) and meta["sha256"] == hashlib.sha256(expected.tobytes()).hexdigest()
+            assert sha256_file(two.token_dir / meta["file"]) == meta["sha256"]

@@ -4,7 +4,13 @@ submit; resumption; small-data edge cases; the `prepare` -> training journey."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +20,7 @@ from llmexp.data.engine import MixCleaning, Submitted
 from llmexp.data.prepare import prepare_data, source_keys
 from llmexp.data.shards import iter_part_texts
 from llmexp.data.sources import DataError
-from tests.conftest import FAST_TRAINING, run_cli
+from tests.conftest import FAST_TRAINING, REPO, run_cli
 from tests.data.conftest import config, corpus, write_jsonl
 from tests.data.planted import FOOTER, NAV, build
 
@@ -113,6 +119,59 @@ def test_slurm_executor_builds_the_jobs_it_would_submit(tmp_path, monkeypatch):
         MixCleaning(data.sources, data, tmp_path / "work").run(print)
 
 
+def test_slurm_executor_builds_the_tokenization_job_it_would_submit(tmp_path, monkeypatch, quiet):
+    import datatrove.executor.slurm as slurm
+
+    scripts = []
+    monkeypatch.setattr(slurm, "launch_slurm_job", lambda script, *a: scripts.append(script) or str(200 + len(scripts)))
+    cfg = config(tmp_path, [SourceConfig(kind="embedded")], ["tokenizer=cl100k_base"], shard_bytes=100_000)
+    data = prepare_data(cfg, log=quiet)  # cleaned and tokenized locally; now the shards are lost
+    parts = len(data.sources[0].index["splits"]["train"]) + len(data.sources[0].index["splits"]["val"])
+    shutil.rmtree(data.sources[0].token_dir)
+    for key, value in dict(executor="slurm", slurm_partition="cpu", workers=2).items():
+        setattr(cfg.data, key, value)
+    with pytest.raises(Submitted, match=r"tokenization submitted to SLURM as jobs \['201'\].*to write the shard indexes"):
+        prepare_data(cfg, log=quiet)  # the cleaned parts are cached: only tokenization is submitted
+    job = next(s for s in scripts if "launch_pickled_pipeline" in s)
+    for line in (f"#SBATCH --array=0-{parts - 1}%2", "#SBATCH --job-name=llmexp-tokenize", "#SBATCH --partition=cpu"):
+        assert line in job
+    work = next((tmp_path / "cache" / "data").glob("tokenize-*"))
+    assert len((work / "parts.txt").read_text().splitlines()) == parts and (work / "tokenizer" / "tokenizer.json").is_file()
+    with pytest.raises(Submitted, match="tokenization jobs .* have not finished"):
+        prepare_data(cfg, log=quiet)
+
+
+def test_a_kill_during_tokenization_then_a_rerun_finishes_with_the_same_shards(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", corpus(5, 2000, words=400))
+    overrides = ["data=jsonl", f"data.sources.0.path={tmp_path / 'a.jsonl'}", "tokenizer=cl100k_base", "data.shard_bytes=100000"]
+    cache = tmp_path / "cache" / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "llmexp", "prepare", *overrides, f"data.cache_dir={tmp_path / 'cache'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.time() + 300
+    while not list(cache.glob("*/tokens/*/train-*.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # the first shard is done: kill prepare (and any worker) mid-tokenization
+    proc.wait()
+    token_dir = next(cache.glob("*/tokens/cl100k_base"))
+    done = {p.with_suffix(".bin").name: p.with_suffix(".bin").stat().st_mtime_ns for p in token_dir.glob("*-*.json")}
+    parts = json.loads(next(cache.glob("*/clean/report.json")).read_text())
+    n_parts = len(parts["train"]["parts"]) + len(parts["val"]["parts"])
+    assert not (token_dir / "index.json").exists() and 0 < len(done) < n_parts
+    marked = len(list(next(cache.glob("tokenize-*")).glob("logs/tokenize/completions/*")))  # datatrove's marks
+    assert len(done) - 1 <= marked <= len(done)  # a kill may land between a shard and its task's mark
+
+    import llmexp
+
+    lines = []
+    resumed = prepare_data(llmexp.compose([*overrides, f"data.cache_dir={tmp_path / 'cache'}"]), log=lines.append).sources[0]
+    assert any(f"tokenizing {n_parts} part(s) on datatrove" in x for x in lines), lines
+    assert all((token_dir / name).stat().st_mtime_ns == stamp for name, stamp in done.items())  # finished tasks not rerun
+    assert not list(token_dir.glob(".*.tmp")) and not list(cache.glob("tokenize-*"))
+    fresh = prepare_data(llmexp.compose([*overrides, f"data.cache_dir={tmp_path / 'fresh'}"]), log=lambda m: None).sources[0]
+    assert resumed.index == fresh.index  # same shards, token counts and checksums as an uninterrupted prepare
+
+
 def test_one_document_source_is_split_by_bytes(tmp_path):
     text = "\n".join(corpus(3, 200))
     (tmp_path / "input.txt").write_text(text)
@@ -176,7 +235,8 @@ def test_prepare_then_train_on_the_planted_web_corpus(tmp_path):
     trained = run_cli(*FAST_TRAINING, *web, *cache, "data.on_exhausted=repeat", "trainer.max_steps=2", "trainer.val_every=2", "trainer.val_batches=1",
                       f"run_dir={run_dir}")
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "tokenized" not in trained.stdout  # the shards prepare wrote, read unchanged
+    assert "tokenizing" in prepared.stdout and "on datatrove" in prepared.stdout  # the engine wrote the shards...
+    assert "tokenizing" not in trained.stdout  # ...and training read them unchanged
     assert (run_dir / "metrics.csv").is_file()
 
 

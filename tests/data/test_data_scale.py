@@ -40,7 +40,7 @@ def test_large_corpus_prepares_and_streams_with_bounded_memory(tmp_path):
     mb = 600
     make_corpus(tmp_path / "corpus", mb)
     overrides = ["data=jsonl", f"data.sources.0.path={tmp_path / 'corpus'}", "tokenizer=cl100k_base",
-                 f"data.cache_dir={tmp_path / 'cache'}", "data.num_proc=2", "data.sources.0.clean.exact_dedup=true"]
+                 f"data.cache_dir={tmp_path / 'cache'}", "data.workers=2", "data.sources.0.clean.exact_dedup=true"]
     out = subprocess.run([sys.executable, "-c", SCRIPT, *overrides], capture_output=True, text=True, cwd=REPO,
                          timeout=3000)
     assert out.returncode == 0, out.stderr[-2000:]

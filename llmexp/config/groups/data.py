@@ -78,16 +78,15 @@ class DataConfig:
     # a source runs out of windows: repeat (another epoch, with a warning) | stop
     on_exhausted: str = choice(Literal["repeat", "stop"], "repeat")
     shard_bytes: int = 32_000_000  # text bytes per shard (one tokenization task each)
-    num_proc: int = 2  # tokenization processes
     verify_checksums: bool = False  # sha256 of every shard at load (sizes are always checked)
     cache_dir: Optional[str] = None  # None: $LLMEXP_CACHE or ~/.cache/llmexp
-    # Cleaning engine (datatrove, llmexp/data/engine.py): read -> clean/filter -> MinHash -> parts.
+    # The engine (datatrove, llmexp/data/engine.py): read -> clean/filter -> MinHash -> parts -> tokenize.
     # A broken record/file stops prepare (error), or is skipped and counted (skip).
     on_bad_record: str = choice(Literal["skip", "error"], "error")
     # datatrove's LocalPipelineExecutor or SlurmPipelineExecutor
     executor: str = choice(Literal["local", "slurm"], "local")
     tasks: int = 1  # cleaning tasks per source (files are spread over them; the unit of resumption)
-    workers: int = 1  # tasks run at once (local: processes; slurm: array jobs, -1: all)
+    workers: int = 1  # tasks run at once, cleaning and tokenizing (local: processes; slurm: array jobs, -1: all)
     slurm_partition: Optional[str] = None  # executor=slurm: required
     slurm_time: str = "24:00:00"
     slurm_cpus_per_task: int = 1
@@ -136,7 +135,6 @@ def check_data(d: DataConfig) -> None:
     in_range("data.val_fraction", d.val_fraction, 0.0, 0.5, low_open=True, high_open=True)
     require(0 <= d.split_seed < 2**32, "data.split_seed", d.split_seed, "must be in [0, 2^32)")
     positive("data.shard_bytes", d.shard_bytes)
-    positive("data.num_proc", d.num_proc)
     _check_engine(d)
 
 
