@@ -12,7 +12,13 @@ GROUPS = ("model", "tokenizer", "data", "optimizer", "parallelism", "stage", "tr
 # Options that need a value only the user can give (a path) get one here.
 NEEDS = {("data", "text"): ["data.sources.0.path=pyproject.toml"], ("data", "jsonl"): ["data.sources.0.path=pyproject.toml"],
          ("data", "parquet"): ["data.sources.0.path=pyproject.toml"], ("data", "hf_disk"): ["data.sources.0.path=pyproject.toml"],
-         ("data", "mix"): ["data.sources.1.path=README.md"], ("data", "web"): ["data.sources.0.path=pyproject.toml"]}
+         ("data", "mix"): ["data.sources.1.path=README.md"], ("data", "web"): ["data.sources.0.path=pyproject.toml"],
+         # pipelines: >= 2 stages, untied embeddings, >= 2 micro-batches per step
+         ("parallelism", "pp"): ["trainer.devices=2", "model.tie_embeddings=false", "trainer.micro_batch_size=8"],
+         ("parallelism", "fsdp_pp"): ["trainer.devices=2", "trainer.num_nodes=2", "model.tie_embeddings=false",
+                                      "trainer.micro_batch_size=4"],
+         ("parallelism", "fsdp_tp_pp"): ["trainer.devices=2", "trainer.num_nodes=2", "model.tie_embeddings=false",
+                                         "trainer.micro_batch_size=8"]}
 
 
 def _options(group: str) -> list[str]:

@@ -188,7 +188,7 @@ def _check_layout(cfg: Config) -> None:
     require(
         t.global_batch_size % per_step == 0, "trainer.global_batch_size", t.global_batch_size,
         f"must be a multiple of micro_batch_size x data-parallel degree = {t.micro_batch_size} x {layout.dp} "
-        f"({layout.strategy}: dp {layout.dp} x tp {layout.tp} = {layout.world} devices)",
+        f"({layout.describe()}: {layout.world} devices)",
     )
 
 

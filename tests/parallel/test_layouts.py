@@ -32,7 +32,7 @@ def _error(overrides: list[str]) -> str:
     (["parallelism=fsdp", "trainer.devices=2"],  # recipe: micro 16, global 16
      "trainer.global_batch_size=16: must be a multiple of micro_batch_size x data-parallel degree = 16 x 2"),
     (["parallelism=fsdp_tp", "trainer.devices=4", "parallelism.tensor_parallel_size=2", "trainer.global_batch_size=24",
-      "trainer.micro_batch_size=8"], "= 8 x 2 (fsdp_tp: dp 2 x tp 2 = 4 devices)"),
+      "trainer.micro_batch_size=8"], "= 8 x 2 (fsdp_tp (dp 2 x tp 2): 4 devices)"),
     (["parallelism.strategy=zero3"], "allowed: auto, single, ddp, fsdp, tp, fsdp_tp, hsdp, pp, fsdp_pp, fsdp_tp_pp, deepspeed"),
     (["parallelism=single", "trainer.devices=2"], "use ddp"),
     (["parallelism=ddp", "parallelism.cpu_offload=true", "trainer.devices=2", "trainer.global_batch_size=32"],
