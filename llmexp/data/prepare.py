@@ -34,7 +34,7 @@ from llmexp.data.shards import (
 from llmexp.data.sources import DataError, source_fingerprint, source_name
 from llmexp.data.split import StreamSplit
 from llmexp.data.tokens import entropy_of_counts, token_dtype, windows
-from llmexp.io import atomic_write_text, cache_root
+from llmexp.io import atomic_write_text, cache_root, exclusive
 from llmexp.tokenizers import Tokenizer, load_tokenizer
 
 CLEAN_FORMAT = 2  # 2: datatrove engine, reports with removed samples and bad records
@@ -225,8 +225,20 @@ def clean_sources(sources: List[SourceConfig], data: DataConfig, root: Path, log
     keys = source_keys(sources, data)
     folders = [root / f"{source_name(s)}-{k}" for s, k in zip(sources, keys)]
     pending = [i for i, f in enumerate(folders) if not (f / "clean" / "report.json").is_file()]
+
+    def work_of(indices: List[int]) -> Path:
+        return root / ("work-" + hashlib.sha256("".join(keys[i] for i in indices).encode()).hexdigest()[:16])
+
     if pending:
-        work = root / ("work-" + hashlib.sha256("".join(keys[i] for i in pending).encode()).hexdigest()[:16])
+        with exclusive(root / "locks" / (work_of(pending).name + ".lock")):  # another process may be cleaning the same sources
+            pending = [i for i in pending if not (folders[i] / "clean" / "report.json").is_file()]
+            _clean_pending(pending, sources, folders, data, work_of(pending), log)
+    return [(f, json.loads((f / "clean" / "report.json").read_text())) for f in folders]
+
+
+def _clean_pending(pending: List[int], sources: List[SourceConfig], folders: List[Path], data: DataConfig, work: Path,
+                   log: Callable[[str], None]) -> None:
+    if pending:
         cleaning = MixCleaning([sources[i] for i in pending], data, work)
         started = time.perf_counter()
         cleaning.run(log)
@@ -247,7 +259,6 @@ def clean_sources(sources: List[SourceConfig], data: DataConfig, root: Path, log
             atomic_write_text(folders[i] / "clean" / "report.json", json.dumps(report, indent=2))
             log(format_report(name, steps))
         cleaning.remove()
-    return [(f, json.loads((f / "clean" / "report.json").read_text())) for f in folders]
 
 
 def training_texts(sources: List[SourceData], max_bytes: int) -> Iterator[str]:
@@ -294,6 +305,15 @@ def tokenize_sources(sources: List[SourceData], tokenizer: Tokenizer, data: Data
     pending = [s for s in sources if not cached_index(s, tokenizer, data, log, verify)]
     if not pending:
         return
+    lock = hashlib.sha256(json.dumps([tokenizer.name, [s.folder.name for s in pending]]).encode()).hexdigest()[:16]
+    with exclusive(root / "locks" / f"tokenize-{lock}.lock"):  # another process may be tokenizing the same sources
+        pending = [s for s in pending if not cached_index(s, tokenizer, data, log, verify)]
+        if pending:
+            _tokenize_pending(pending, tokenizer, data, root, log)
+
+
+def _tokenize_pending(pending: List[SourceData], tokenizer: Tokenizer, data: DataConfig, root: Path,
+                      log: Callable[[str], None]) -> None:
     parts = [f"{s.folder.name}/clean/{p}" for s in pending for split in ("train", "val") for p in s.clean[split]["parts"]]
     for s in pending:
         s.token_dir.mkdir(parents=True, exist_ok=True)

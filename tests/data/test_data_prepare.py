@@ -118,3 +118,19 @@ def test_engine_shards_equal_in_process_tokenization_with_one_or_two_workers(tmp
             expected = reference_shard(two.folder / "clean" / part, runs[0].tokenizer, runs[0].dtype)
             assert meta["tokens"] == len(expected) and meta["sha256"] == hashlib.sha256(expected.tobytes()).hexdigest()
             assert sha256_file(two.token_dir / meta["file"]) == meta["sha256"]
+
+
+def _indexes_prepared_here(cfg) -> list[dict]:
+    return [s.index for s in prepare_data(cfg, log=lambda line: None).sources]
+
+
+def test_two_processes_preparing_the_same_data_at_once_both_finish(tmp_path, two_sources):
+    """A study's parallel runs or sweep agents share the data cache: they take turns at cleaning
+    and tokenizing, and the later one finds the shards made (it once found the other's datatrove
+    work folder removed under it: "tokenization left unfinished tasks")."""
+    import multiprocessing
+
+    cfg = config(tmp_path, two_sources, shard_bytes=8_000)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        first, second = pool.map(_indexes_prepared_here, [cfg, cfg])
+    assert first == second and all(index["splits"]["train"] for index in first)
