@@ -238,27 +238,28 @@ def clean_sources(sources: List[SourceConfig], data: DataConfig, root: Path, log
 
 def _clean_pending(pending: List[int], sources: List[SourceConfig], folders: List[Path], data: DataConfig, work: Path,
                    log: Callable[[str], None]) -> None:
-    if pending:
-        cleaning = MixCleaning([sources[i] for i in pending], data, work)
-        started = time.perf_counter()
-        cleaning.run(log)
-        for i in pending:
-            source, name = sources[i], source_name(sources[i])
-            steps = cleaning.steps(source, name)
-            if steps[0]["docs_out"] == 0:
-                raise DataError(f"data source {name!r}: no documents ({source.path or source.dataset or source.kind})"
-                                + (f"; {steps[0]['bad_records']:,} bad record(s) skipped, first: {steps[0]['bad_examples'][0]}"
-                                   if steps[0].get("bad_records") else ""))
-            kept = steps[-1]["docs_out"]
-            if kept == 0:
-                raise DataError(f"data source {name!r}: cleaning removed every one of {steps[0]['docs_out']:,} documents "
-                                "(" + ", ".join(f"{r['step']} {r['docs_in']}->{r['docs_out']}" for r in steps[1:]) + ")")
-            train, val = write_parts(cleaning.documents(name), name, folders[i], data, log)
-            report = {"source": name, "train": train, "val": val, "steps": steps,
-                      "seconds": round(time.perf_counter() - started, 2)}
-            atomic_write_text(folders[i] / "clean" / "report.json", json.dumps(report, indent=2))
-            log(format_report(name, steps))
-        cleaning.remove()
+    if not pending:
+        return
+    cleaning = MixCleaning([sources[i] for i in pending], data, work)
+    started = time.perf_counter()
+    cleaning.run(log)
+    for i in pending:
+        source, name = sources[i], source_name(sources[i])
+        steps = cleaning.steps(source, name)
+        if steps[0]["docs_out"] == 0:
+            raise DataError(f"data source {name!r}: no documents ({source.path or source.dataset or source.kind})"
+                            + (f"; {steps[0]['bad_records']:,} bad record(s) skipped, first: {steps[0]['bad_examples'][0]}"
+                               if steps[0].get("bad_records") else ""))
+        kept = steps[-1]["docs_out"]
+        if kept == 0:
+            raise DataError(f"data source {name!r}: cleaning removed every one of {steps[0]['docs_out']:,} documents "
+                            "(" + ", ".join(f"{r['step']} {r['docs_in']}->{r['docs_out']}" for r in steps[1:]) + ")")
+        train, val = write_parts(cleaning.documents(name), name, folders[i], data, log)
+        report = {"source": name, "train": train, "val": val, "steps": steps,
+                  "seconds": round(time.perf_counter() - started, 2)}
+        atomic_write_text(folders[i] / "clean" / "report.json", json.dumps(report, indent=2))
+        log(format_report(name, steps))
+    cleaning.remove()
 
 
 def training_texts(sources: List[SourceData], max_bytes: int) -> Iterator[str]:
