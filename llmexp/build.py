@@ -12,7 +12,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
-from llmexp.callbacks import AtomicCheckpointIO, LossPlot, Preemption, ResumedValidation
+from llmexp.callbacks import AtomicCheckpointIO, LossPlot, Preemption, ResumedValidation, StepCheckpoint
 from llmexp.config.schema import Config
 from llmexp.parallel.strategy import lightning_strategy, resolve_accelerator
 from llmexp.plan import Plan
@@ -35,10 +35,10 @@ def build(
     callbacks = [
         # step-N.ckpt every checkpoint_every steps, the newest keep_checkpoints kept, last.ckpt a
         # link to the newest: what a rerun or resume= continues from (an older one if it is corrupt).
-        ModelCheckpoint(dirpath=checkpoints, filename=STEP_CHECKPOINT, auto_insert_metric_name=False,
-                        every_n_train_steps=t.checkpoint_every, monitor="step", mode="max",
-                        save_top_k=t.keep_checkpoints, save_last="link", enable_version_counter=False,
-                        save_on_train_epoch_end=False),
+        StepCheckpoint(dirpath=checkpoints, filename=STEP_CHECKPOINT, auto_insert_metric_name=False,
+                       every_n_train_steps=t.checkpoint_every, monitor="step", mode="max",
+                       save_top_k=t.keep_checkpoints, save_last="link", enable_version_counter=False,
+                       save_on_train_epoch_end=False),
         # best.ckpt whenever validation improves.
         ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val/loss", mode="min",
                         save_top_k=1, enable_version_counter=False, save_on_train_epoch_end=False),

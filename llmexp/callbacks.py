@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
@@ -104,6 +105,21 @@ class RunCSVLogger(Logger):
             writer = self._writer(f)
             writer.writeheader()
             writer.writerows(self._rows or [])
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that saves only where an optimizer step ends. Lightning decides by
+    global_step alone and, in a resumed process, does not know that the checkpoint's own step was
+    saved already: with gradient accumulation the first micro-batch after resuming at step N
+    (N a multiple of the interval) saved step-N again, one micro-batch into the next step, and
+    linked last.ckpt to it. A run killed before the next interval then resumed from that
+    checkpoint with its loop one micro-batch ahead: its first step accumulated half a batch and
+    the metrics differed from the uninterrupted run (issue 12)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class ResumedValidation(L.Callback):

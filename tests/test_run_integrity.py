@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -63,9 +64,11 @@ def start(args: list[str]) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def interrupt(args: list[str], run_dir: Path, at_step: int, sig: int = signal.SIGKILL, during_save: bool = False) -> int:
-    """Start the run, send `sig` once its last.ckpt reached `at_step` (or while a checkpoint is
-    being written), wait for it to end; the step of the checkpoint it left."""
+def interrupt(args: list[str], run_dir: Path, at_step: int, sig: int = signal.SIGKILL, during_save: bool = False,
+              saving_past: Optional[int] = None) -> int:
+    """Start the run, send `sig` once its last.ckpt reached `at_step`, or while a checkpoint is
+    being written (`during_save`), or an interval checkpoint of a step after `saving_past` (once
+    one exists, at once); wait for it to end; the step of the checkpoint it left."""
     proc = start(args)
     checkpoints = run_dir / "checkpoints"
     deadline = time.time() + 300
@@ -73,14 +76,21 @@ def interrupt(args: list[str], run_dir: Path, at_step: int, sig: int = signal.SI
         assert time.time() < deadline, "the run neither reached the step nor ended"
         if during_save and any(checkpoints.glob(".*.tmp")):
             break
-        if not during_save and checkpoint_step(checkpoints / "last.ckpt") >= at_step:
+        if saving_past is not None and any(step > saving_past for step in interval_checkpoint_steps(checkpoints)):
             break
-        time.sleep(0.01 if during_save else 0.1)
+        if not during_save and saving_past is None and checkpoint_step(checkpoints / "last.ckpt") >= at_step:
+            break
+        time.sleep(0.002 if during_save or saving_past is not None else 0.1)
     os.killpg(proc.pid, sig)  # the whole session: ddp's worker processes too
     _, stderr = proc.communicate(timeout=120)
     if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
     return checkpoint_step(checkpoints / "last.ckpt")
+
+
+def interval_checkpoint_steps(checkpoints: Path) -> list[int]:
+    """Steps of the step-N checkpoints in the folder, written or being written."""
+    return [int(m.group(1)) for p in checkpoints.glob("*step-*") if (m := re.match(r"\.?step-(\d+)\.ckpt", p.name))]
 
 
 def metrics_rows(run_dir: Path) -> list[dict]:
@@ -125,11 +135,19 @@ def straight(corpus, tmp_path_factory) -> Path:
 
 def test_pretraining_killed_anywhere_then_rerun_equals_the_uninterrupted_run(corpus, straight, tmp_path):
     killed = tmp_path / "killed"
+    checkpoints = killed / "checkpoints"
     args = pretrain(corpus, killed, "trainer.checkpoint_every=6")  # on validation steps (val_every=6)
     stops = [interrupt(args, killed, 6)]
     unlog_validation(killed, stops[0])
-    stops.append(interrupt(args, killed, 0, during_save=True))
-    assert stops[0] >= 6 and stops[1] >= stops[0]
+    stops.append(interrupt(args, killed, 0, during_save=True))  # the rerun's first save, whichever it is
+    resumed_from = (checkpoints / "last.ckpt").resolve()
+    saved = resumed_from.stat().st_ino
+    # Killed while it writes its next interval checkpoint: one micro-batch after resuming it must
+    # not have written the checkpoint it resumed from again (mid-accumulation: a rerun from that
+    # one accumulates half a step), so last.ckpt is still the first attempt's step-6 file.
+    stops.append(interrupt(args, killed, 0, saving_past=stops[1]))
+    assert resumed_from.stat().st_ino == saved, "the checkpoint a run resumed from was written again"
+    assert stops[0] >= 6 and stops == sorted(stops) and stops[-1] < STEPS
     result = run_cli(*args)  # the same command again, to the end
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_run(straight, killed)
