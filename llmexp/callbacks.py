@@ -114,7 +114,7 @@ class StepCheckpoint(ModelCheckpoint):
     (N a multiple of the interval) saved step-N again, one micro-batch into the next step, and
     linked last.ckpt to it. A run killed before the next interval then resumed from that
     checkpoint with its loop one micro-batch ahead: its first step accumulated half a batch and
-    the metrics differed from the uninterrupted run (issue 12)."""
+    the metrics differed from the uninterrupted run (issue 12; Lightning issue #17903)."""
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
