@@ -43,6 +43,8 @@ BAD = [
     (["tokenizer.special_tokens=[a,a]"], "tokenizer.special_tokens=", "unique"),
     (["data=text"], "data.sources.0.path=", "required for kind=text"),
     (["data=jsonl", "data.sources.0.path=/no/such/file.jsonl"], "data.sources.0.path='/no/such/file.jsonl'", "no such file"),
+    # The embedded default would ignore a path: a user pointing it at a file is told how to read it.
+    (["data.sources.0.path=corpus.jsonl"], "data.sources.0.path='corpus.jsonl'", "set data.sources.0.kind=text|jsonl"),
     (["data.val_fraction=0.9"], "data.val_fraction=0.9", "(0, 0.5)"),
     (["logger=mlflow"], "logger='mlflow'", "allowed: csv"),
     (["stage=ppo"], "stage='ppo'", "unknown option; allowed: "),

@@ -116,7 +116,11 @@ def check_data(d: DataConfig) -> None:
                 "letters, digits, '_', '.' and '-' only")
         require(names.count(names[-1]) == 1, f"{key}.name", src.name, f"{names[-1]!r} is taken: give each source a unique name")
         check_clean(f"{key}.clean", src.clean)
-        if src.kind == "embedded":
+        if src.kind == "embedded":  # Python's own pydoc_data: a path or dataset here would be ignored
+            for field in ("path", "dataset", "template"):
+                require(getattr(src, field) is None, f"{key}.{field}", getattr(src, field),
+                        f"kind=embedded reads Python's pydoc_data; to read your data set {key}.kind=text|jsonl|"
+                        "parquet|hf, or pick data=jsonl (see --help)")
             continue
         if src.template is not None:
             fields = [f for _, f, _, _ in string.Formatter().parse(src.template) if f]
