@@ -102,6 +102,9 @@ def check_overrides(args: argparse.Namespace, search: dict) -> list[str]:
             extra: list[str] = []
             validate(compose_dictconfig(args.overrides, precedence=extra, **search))
             return extra
+        hydra_choices = [o for o in args.overrides if o.startswith("hydra/")]
+        if hydra_choices:  # the launcher and sweeper exist (a job's overrides leave Hydra's groups out)
+            compose_dictconfig(hydra_choices, **search)
         for job_overrides in _basic_sweep(args.overrides):
             validate(compose_dictconfig(job_overrides, **search))
     except ConfigError as err:

@@ -63,6 +63,8 @@ CASES = [
     (["-m", "model=7b,nope", "dry_run=true"], "model='nope'"),
     (["-m", "model=[7b", "dry_run=true"], "not valid Hydra override syntax"),
     (["-m", "optimizer.lr=1e-3,abc", "dry_run=true"], "optimizer.lr='abc'"),
+    (["-m", "hydra/launcher=nope", "model=tiny,125m", "dry_run=true"], "hydra/launcher='nope': unknown option"),
+    (["-m", "hydra/sweeper=nope", "model=tiny", "dry_run=true"], "hydra/sweeper='nope': unknown option"),
     (["hydra.run.dir=/tmp/x", "run_dir=/tmp/y", "dry_run=true"], "run_dir is given too"),
     (["model=125m", "trainer.max_steps=x", "--cfg", "job"], "expected int"),
     # keys that would have no effect
@@ -139,6 +141,7 @@ CASES = [
     (["scaling", "shape", "--params", "abc"], "abc"),
     (["scaling", "plan", "--compute", "1e20", "--law", "{bad}/text.txt"], "is not a fit.json"),
     # llmexp lm-eval
+    (["lm-eval", "--bogus"], "unrecognized arguments: --bogus"),
     (["lm-eval", "--model", "llmexp", "--model_args", "checkpoint=/no/such", "--tasks", "llmexp_smoke_mc"], "not a .ckpt"),
     (["lm-eval", "--model", "llmexp", "--model_args", "checkpoint={bad}/truncated.ckpt", "--tasks", "llmexp_smoke_mc"],
      "is not a torch checkpoint"),
@@ -214,7 +217,7 @@ def test_typed_bad_input_is_one_line_exit_2(argv, bad, tmp_path):
 
 # Garbage for every entry point: whatever it is, the answer is help (0) or one line (2), never a crash.
 GARBAGE = [["--bogus"], ["x=1=2"], ["=="], ["/etc/passwd"], ["--help=3"], ["-"], ["\x00"]]
-ENTRIES = [[], *([name] for name in SUBCOMMANDS if name != "lm-eval"), ["scaling", "plan"], ["scaling", "fit"],
+ENTRIES = [[], *([name] for name in SUBCOMMANDS), ["scaling", "plan"], ["scaling", "fit"],
            ["--cfg", "job"], ["--info", "all"], ["-m"]]
 
 

@@ -9,9 +9,11 @@ points), so this imports the adapter and then hands every argument to lm-eval's 
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-from typing import Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterator, NoReturn, Optional, Sequence
 
 from llmexp.config.errors import ConfigError, fail
 
@@ -28,11 +30,28 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     os.environ.setdefault("LMEVAL_LOG_LEVEL", "WARNING")  # a quiet console: results and errors, not lm-eval's INFO log
     sys.argv = ["lm_eval", *args]
     try:
-        cli_evaluate()
+        with _one_line_usage_errors():
+            cli_evaluate()
     except (ConfigError, OSError, ValueError, KeyError) as err:  # a bad model path, task name or offline dataset
         if os.environ.get("LLMEXP_DEBUG"):
             raise
         fail(f"{type(err).__name__}: {str(err).strip() or type(err).__name__} (LLMEXP_DEBUG=1 shows the traceback)", "llmexp lm-eval")
+
+
+
+@contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    """lm-eval's parsers (built inside cli_evaluate, no hook to reach them) print argparse's usage
+    block and the error: report the error alone, in llmexp's one line with exit 2."""
+    def error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+        fail(f"{message} (see llmexp lm-eval --help)", "llmexp lm-eval")
+
+    original = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
 
 
 if __name__ == "__main__":
