@@ -53,3 +53,21 @@ def test_restarted_positions_and_block_mask_isolate_packed_documents():
 def test_tied_embeddings_share_one_tensor():
     model = Llama(LlamaShape(**{**SHAPE.__dict__, "tie_embeddings": True}))
     assert model.output.weight is model.tok_embeddings.weight
+
+
+def test_rope_equals_hf_rotate_half_bit_for_bit():
+    """apply_rope moves rotate_half's sign onto the sin table: values and gradients unchanged."""
+    from llmexp.models.rope import apply_rope, rope_tables
+
+    def hf(x, cos, sin):
+        half = x.shape[-1] // 2
+        return (x * cos + torch.cat([-x[..., half:], x[..., :half]], dim=-1) * sin).type_as(x)
+
+    cos, sin = rope_tables(16, 32, 10000.0)
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = torch.randn(2, 3, 32, 16, dtype=dtype, requires_grad=True)
+        ours, theirs = apply_rope(x, cos, sin), hf(x, cos, sin)
+        assert torch.equal(ours, theirs)
+        g = torch.randn_like(ours)
+        assert torch.equal(torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(theirs, x, g)[0])

@@ -1,7 +1,8 @@
 """Pretraining: next-token prediction over packed windows of documents."""
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,16 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
+@functools.cache
+def compiled_next_token_loss() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """`next_token_loss` under torch.compile (parallelism.compile): Inductor fuses the fp32 cast,
+    log-softmax and NLL (and their backward) into passes over the logits, so neither the fp32 copy
+    of bf16 logits nor the full log-probabilities are written out; eager log-softmax forward and
+    backward were ~3.4% of an fp32 step, plus the 32 MB cast under bf16. Same math: the loss
+    agrees with the eager one to fp32 rounding. Built once per process (dynamo caches per code)."""
+    return torch.compile(next_token_loss)
+
+
 class PretrainModule(StageModule):
     pipeline_loss = staticmethod(next_token_loss)
 
@@ -22,7 +33,8 @@ class PretrainModule(StageModule):
         n_tokens, positions = targets.numel(), None  # the batch's tokens, which a CP group shares
         if self.context_parallel is not None:  # this rank's chunks of every sequence (ring attention)
             inputs, targets, positions = self.context_parallel.shard(inputs, targets)
-        return next_token_loss(self(inputs, positions=positions), targets), n_tokens
+        loss_fn = compiled_next_token_loss() if self.cfg.parallelism.compile else next_token_loss
+        return loss_fn(self(inputs, positions=positions), targets), n_tokens
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         if self.pipeline is not None:  # the loader's batch is the whole step, split by the schedule
