@@ -14,6 +14,9 @@ BAD = [
     (["model=8b"], "model='8b'", "allowed: 125m"),
     (["foo=1"], "foo=", "unknown key"),
     (["model.foo=1"], "model.foo=", "unknown key"),
+    (["foo.bar=1"], "foo.bar='1'", "unknown key"),  # the key as typed, not OmegaConf's first unknown part
+    (["experiment=chat_pipeline", "pipeline.0.nope=1"], "pipeline.0.nope='1'", "allowed: name, overrides"),
+    (["experiment=chat_pipeline", "pipeline.nope=1"], "pipeline.nope=1", "a list's items are numbered"),
     (["+model.bar=2"], "model.bar=2", "unknown key"),
     (["model.n_layers=abc"], "model.n_layers='abc'", "expected int"),
     (["model.n_heads=7"], "model.n_heads=7", "must divide model.d_model=256"),

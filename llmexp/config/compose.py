@@ -163,5 +163,14 @@ def _apply_value_overrides(overrides: list, cfg: DictConfig) -> None:
     """Hydra's own code for `key=value`, `+key=value`, `++key=value` and `~key` on a composed
     config (internal to Hydra; the lock holds its version)."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from omegaconf.errors import OmegaConfBaseException
 
-    ConfigLoaderImpl._apply_overrides_to_config(overrides, cfg)
+    for override in overrides:  # one at a time, so an error names its override
+        try:
+            ConfigLoaderImpl._apply_overrides_to_config([override], cfg)
+        except ValueError as err:
+            if isinstance(err, OmegaConfBaseException):  # typed errors: translate.py names key and type
+                raise
+            # OmegaConf.update indexes a list by number: `pipeline.nope` where pipeline is a list
+            hint = "; a list's items are numbered (<list>.0.<key>)" if "invalid literal for int()" in str(err) else ""
+            raise ConfigError(override.key_or_group, override.value(), f"cannot be set: {err}{hint}") from None

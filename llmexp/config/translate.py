@@ -43,7 +43,7 @@ def from_omegaconf_error(err: OmegaConfBaseException, overrides: Sequence[str] =
         node = getattr(err, "object_type", None)
         fields = sorted(getattr(node, "__dataclass_fields__", {}) or [])
         allowed = f"unknown key; allowed: {', '.join(fields)}" if fields else "unknown key"
-        return ConfigError(key, given.get(key), allowed)
+        return ConfigError(*_override_reaching(key, given), allowed)
     value = getattr(err, "value", None)
     conversion = re.search(r"could not be converted to (\w+)", message)
     if conversion:
@@ -55,6 +55,14 @@ def from_omegaconf_error(err: OmegaConfBaseException, overrides: Sequence[str] =
     if "Interpolation" in message or "interpolation" in message:
         return ConfigError(key, value, f"bad interpolation ({message})")
     return ConfigError(key, value, message)
+
+
+def _override_reaching(key: str, given: dict[str, str]) -> tuple[str, object]:
+    """The (key, value) the user typed that reached `key`: OmegaConf names the first unknown part
+    (`foo` of `foo.bar=1`) and list items as `pipeline[0]`."""
+    dotted = re.sub(r"\[(\d+)\]", r".\1", key)
+    typed = next((k for k in given if k == dotted or k.startswith(dotted + ".")), dotted)
+    return typed, given.get(typed)
 
 
 def from_hydra_error(err: Exception, overrides: Sequence[str]) -> ConfigError:
