@@ -1,7 +1,6 @@
 """parallelism group -> Lightning accelerator, strategy and precision."""
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -37,7 +36,7 @@ def cpu_precision(cfg: Config, accelerator: str, typed: Sequence[str]) -> Config
     cpu = torch.backends.cpu.get_cpu_capability()
     if any(o.lstrip("+").startswith("parallelism.precision=") for o in typed):
         print(f"llmexp: warning: parallelism.precision={precision} on a CPU without native bf16 ({cpu}): "
-              "bf16 matrix multiplies are emulated, many times slower than 32", file=sys.stderr, flush=True)
+              "bf16 matrix multiplies are emulated, many times slower than 32", flush=True)  # stdout: stderr is for errors
         return cfg
     print(f"llmexp: note: training in fp32 (precision 32): this CPU has no native bf16 ({cpu}), where "
           f"{precision} is many times slower; parallelism.precision={precision} on the command line keeps it",

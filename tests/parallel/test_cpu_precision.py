@@ -28,7 +28,7 @@ def test_a_typed_bf16_is_kept_with_a_warning(tiny, monkeypatch, capsys):
     monkeypatch.setattr(strategy, "native_cpu_bf16", lambda: False)
     cfg = strategy.cpu_precision(tiny, "cpu", ["model=tiny", "parallelism.precision=bf16-mixed"])
     assert cfg.parallelism.precision == "bf16-mixed"
-    assert capsys.readouterr().err.startswith("llmexp: warning: parallelism.precision=bf16-mixed on a CPU without native bf16")
+    assert capsys.readouterr().out.startswith("llmexp: warning: parallelism.precision=bf16-mixed on a CPU without native bf16")
 
 
 @pytest.mark.parametrize("accelerator, native", [("cpu", True), ("gpu", False)])
