@@ -66,10 +66,13 @@ def run(cfg: Config, plan: Plan, argv: list[str], extra_callbacks: ExtraCallback
         remove_stale_temp_files(run_dir / "checkpoints")  # a kill mid-save left them
     run_dir, resume_from = resolve_run_dir(cfg)  # now that no other process writes the folder
 
+    from llmexp.parallel.host_memory import keep_freed_memory
     from llmexp.parallel.strategy import cpu_precision, resolve_accelerator
 
     accelerator = resolve_accelerator(cfg.trainer.accelerator)
     preflight(plan, accelerator)
+    if accelerator == "cpu":
+        keep_freed_memory()  # no page faults on every step's activations
     meta = write_run_files(cfg, run_dir, plan, argv)  # the config as given: a resume re-derives the same choice
     cfg = resolve_auto(cfg)  # parallelism=auto: build with the checkpointing and micro-batch the plan chose
     cfg = cpu_precision(cfg, accelerator, argv)  # bf16 from a recipe, on a CPU that would emulate it: fp32

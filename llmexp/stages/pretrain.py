@@ -7,7 +7,9 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from llmexp.plan import layout_of
 from llmexp.stages.base import StageModule
+from llmexp.stages.linear_cross_entropy import linear_cross_entropy
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -27,12 +29,23 @@ def compiled_next_token_loss() -> Callable[[torch.Tensor, torch.Tensor], torch.T
 class PretrainModule(StageModule):
     pipeline_loss = staticmethod(next_token_loss)
 
+    @functools.cached_property
+    def whole_output_layer(self) -> bool:
+        """Whether this rank holds the output projection as a plain tensor (single, ddp), so the
+        projection and the loss can run as one chunked node; sharded layouts keep nn.Linear,
+        whose hooks gather the weight."""
+        return layout_of(self.cfg).strategy in ("single", "ddp")
+
     def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
         """`batch` is (B, T+1) token ids: inputs are the first T, targets the last T."""
         inputs, targets = batch[:, :-1], batch[:, 1:]
         n_tokens, positions = targets.numel(), None  # the batch's tokens, which a CP group shares
         if self.context_parallel is not None:  # this rank's chunks of every sequence (ring attention)
             inputs, targets, positions = self.context_parallel.shard(inputs, targets)
+        # Under parallelism.compile the compiled loss measured faster (scripts/bench_litgpt.py).
+        if torch.is_grad_enabled() and self.whole_output_layer and not self.cfg.parallelism.compile:
+            hidden = self.model.hidden_states(inputs, positions)
+            return linear_cross_entropy(hidden, self.model.output.weight, targets), n_tokens
         loss_fn = compiled_next_token_loss() if self.cfg.parallelism.compile else next_token_loss
         return loss_fn(self(inputs, positions=positions), targets), n_tokens
 
