@@ -9,6 +9,7 @@ from lightning.fabric.strategies.model_parallel import _has_dtensor_modules
 from lightning.pytorch.strategies import ModelParallelStrategy
 
 from llmexp.artifacts import META, is_distributed_checkpoint
+from llmexp.config.precedence import typed_keys
 from llmexp.config.schema import Config
 from llmexp.layout import MODEL_PARALLEL, PIPELINED, Layout
 from llmexp.plan import layout_of
@@ -34,7 +35,7 @@ def cpu_precision(cfg: Config, accelerator: str, typed: Sequence[str]) -> Config
     if accelerator != "cpu" or not precision.startswith("bf16") or native_cpu_bf16():
         return cfg
     cpu = torch.backends.cpu.get_cpu_capability()
-    if any(o.lstrip("+").startswith("parallelism.precision=") for o in typed):
+    if "parallelism.precision" in typed_keys(typed):
         print(f"llmexp: warning: parallelism.precision={precision} on a CPU without native bf16 ({cpu}): "
               "bf16 matrix multiplies are emulated, many times slower than 32", flush=True)  # stdout: stderr is for errors
         return cfg
