@@ -18,7 +18,7 @@ import math
 
 import torch
 
-IGNORE_INDEX = -100  # F.cross_entropy's default: targets with this value add nothing to the loss
+from llmexp.data.chat import IGNORE as IGNORE_INDEX  # targets with this value add nothing to the loss
 
 
 def chunk_rows(n_tokens: int, d_model: int, vocab: int) -> int:

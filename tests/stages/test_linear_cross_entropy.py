@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmexp.stages.linear_cross_entropy import IGNORE_INDEX, chunk_rows, linear_cross_entropy
+from llmexp.data.chat import IGNORE as IGNORE_INDEX
+from llmexp.stages.linear_cross_entropy import chunk_rows, linear_cross_entropy
 
 
 def _both(dtype, ignore: bool, n_tokens: int = 301, d_model: int = 32, vocab: int = 200):
