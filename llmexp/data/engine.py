@@ -35,6 +35,7 @@ from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
 from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.batching import batched
+from datatrove.utils.typeshelper import Languages
 from loguru import logger
 
 from llmexp.config.schema import DataConfig, SourceConfig
@@ -42,6 +43,7 @@ from llmexp.data.clean import clean_steps
 from llmexp.data.shards import iter_part_texts, shard_done, shard_path, write_shard
 from llmexp.data.sources import DataError, source_name
 from llmexp.data.steps import Reviewed, SourceReader
+from llmexp.data.words import word_tokenizer
 from llmexp.io import atomic_write_text
 
 
@@ -165,7 +167,7 @@ class MixCleaning:
 
         samples = max(s.clean.review_samples for s in self.sources)
         stages = [
-            ([reader(), MinhashDedupSignature(str(mh / "signatures"), config=config)], tasks),
+            ([reader(), MinhashDedupSignature(str(mh / "signatures"), config=config, language=word_tokenizer(Languages.english))], tasks),
             ([MinhashDedupBuckets(str(mh / "signatures"), str(mh / "buckets"), config=config)], config.num_buckets),
             ([MinhashDedupCluster(str(mh / "buckets"), str(mh / "remove_ids"), config=config)], 1),
             ([reader(), Reviewed("minhash_dedup", MinhashDedupFilter(str(mh / "remove_ids")), str(work / "reports" / "_mix"), samples),

@@ -22,9 +22,11 @@ from datatrove.pipeline.filters import URLFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.formatters.base import BaseFormatter
 from datatrove.utils.batching import batched
+from datatrove.utils.typeshelper import Languages
 
 from llmexp.config.schema import SourceConfig
 from llmexp.data.sources import DataError, iter_records, source_name
+from llmexp.data.words import word_tokenizer
 
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 IPV4 = re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")
@@ -283,5 +285,5 @@ def quality_filter(kind: str, options: dict) -> BaseFilter:
     from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter
 
     cls = {"gopher_quality": GopherQualityFilter, "c4_quality": C4QualityFilter, "fineweb_quality": FineWebQualityFilter}[kind]
-    return cls(**options)
+    return cls(**{**options, "language": word_tokenizer(options.get("language", Languages.english))})
 
