@@ -3,7 +3,7 @@
     python scripts/bench_data.py --mb 1000 --procs 2        # 1 GB synthetic corpus
     python scripts/bench_data.py --mb 50 --bpe-mb 30        # plus BPE training time on 30 MB
     python scripts/bench_data.py --web --mb 200             # web HTML: clean + MinHash + tokenize on datatrove
-    python scripts/bench_data.py --web --mb 4 --tasks 2 --shard-mb 0.5   # a small run: ~7 tokenization tasks
+    python scripts/bench_data.py --web --mb 1 --tasks 2 --shard-mb 0.2 --rounds 2   # a small run (tests/data/test_data_scale.py)
 
 --web: synthetic web pages (boilerplate around prose, 5% repeated) cleaned with conf/data/web.yaml's
 chain (trafilatura, PII masks, language, toxicity, Gopher/C4/FineWeb, exact + MinHash dedup), then
@@ -13,6 +13,7 @@ directly in the same run (its JsonlReader, no reports; then its ParquetReader ov
 parts into the same shard writer, no resume checks):
 llmexp_clean_vs_direct = direct cleaning seconds / llmexp's cleaning seconds (read through MinHash
 to the split parts), llmexp_vs_direct = the same for the whole pipeline, tokenization included.
+The two alternate which runs first (per worker count and per round); --rounds N gives medians.
 
 Builds a synthetic JSONL corpus (paragraphs of Python's reference documentation, reshuffled
 and numbered so that documents differ), then in a child process runs llmexp's preparation
@@ -31,6 +32,7 @@ import json
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -264,31 +266,42 @@ def run_web_direct(corpus: Path, work: Path, workers: int, tasks: int, shard_mb:
 
 def bench_web(args) -> None:
     """Cleaning + MinHash + tokenize of synthetic web HTML: MB/s per core with 1 and 2 workers,
-    and llmexp's cleaning against the same filters run by datatrove directly."""
+    and llmexp's cleaning against the same filters run by datatrove directly. The two alternate
+    which goes first (per worker count and per round: a shared machine's speed drifts); with
+    --rounds > 1 every figure is the median over rounds."""
     work = Path(args.dir or tempfile.mkdtemp(prefix="llmexp-bench-web-"))
     corpus = work / "web"
     if not corpus.is_dir():
         n = make_web_corpus(corpus, args.mb)
         print(f"web corpus: {n:,} pages, {args.mb} MB ({corpus})", flush=True)
     html_mb = sum(p.stat().st_size for p in corpus.glob("*.jsonl")) / MB
-    result = {"html_mb": round(html_mb, 1), "tasks": args.tasks, "shard_mb": args.shard_mb}
-    for workers in (1, 2):
-        prepared = None
-        for kind in ("llmexp", "direct"):
-            out = work / f"{kind}-{workers}"
-            shutil.rmtree(out, ignore_errors=True)
-            extra = [json.dumps(prepared)] if prepared else []
-            child = subprocess.run([sys.executable, __file__, f"--web-{kind}-child", str(corpus), str(out), str(workers),
-                                    str(args.tasks), *extra, "--shard-mb", str(args.shard_mb)], capture_output=True, text=True)
-            if child.returncode:
-                sys.exit(child.stderr[-3000:])
-            r = json.loads(child.stdout.strip().splitlines()[-1])
-            for key in ("seconds", "clean_seconds", "tokenize_seconds"):
-                result[f"{kind}_{workers}w_{key}"] = round(r[key], 1)
-            if kind == "llmexp":
-                prepared = {k: r[k] for k in ("parts", "shards", "data_root")}
-                result[f"llmexp_{workers}w_mb_per_s_per_core"] = round(html_mb / r["seconds"] / workers, 3)
-                result["tokens"], result["shards"], result["clean_report"] = r["tokens"], len(r["shards"]), r["clean_report"]
+    result = {"html_mb": round(html_mb, 1), "tasks": args.tasks, "shard_mb": args.shard_mb, "rounds": args.rounds}
+    timings: dict[str, list[float]] = {}
+    prepared = None  # llmexp's split parts and shards: what the direct run tokenizes and must equal
+    for round_ in range(args.rounds):
+        for workers in (1, 2):
+            order = ("llmexp", "direct") if prepared is None or (round_ + workers) % 2 else ("direct", "llmexp")
+            for kind in order:
+                out = work / f"{kind}-{workers}"
+                shutil.rmtree(out, ignore_errors=True)
+                extra = [json.dumps(prepared)] if kind == "direct" else []
+                child = subprocess.run([sys.executable, __file__, f"--web-{kind}-child", str(corpus), str(out), str(workers),
+                                        str(args.tasks), *extra, "--shard-mb", str(args.shard_mb)], capture_output=True, text=True)
+                if child.returncode:
+                    sys.exit(child.stderr[-3000:])
+                r = json.loads(child.stdout.strip().splitlines()[-1])
+                for key in ("seconds", "clean_seconds", "tokenize_seconds"):
+                    timings.setdefault(f"{kind}_{workers}w_{key}", []).append(r[key])
+                if kind == "llmexp":
+                    prepared = prepared or {k: r[k] for k in ("parts", "shards", "data_root")}
+                    assert r["shards"] == prepared["shards"], "llmexp wrote other shards than in its first run"
+                    result["tokens"], result["shards"], result["clean_report"] = r["tokens"], len(r["shards"]), r["clean_report"]
+            print(f"round {round_ + 1}, {workers} worker(s), {' then '.join(order)}: "
+                  + ", ".join(f"{k} {timings[f'{k}_{workers}w_seconds'][-1]:.1f} s" for k in order), flush=True)
+    for key, values in timings.items():
+        result[key] = round(statistics.median(values), 1)
+    for w in (1, 2):
+        result[f"llmexp_{w}w_mb_per_s_per_core"] = round(html_mb / result[f"llmexp_{w}w_seconds"] / w, 3)
     result["scaling_2w_over_1w"] = round(result["llmexp_1w_seconds"] / result["llmexp_2w_seconds"], 3)
     for w in (1, 2):  # llmexp's stages (with reports, the split into parts, resume checks) against bare datatrove
         for stage in ("clean_", "tokenize_", ""):
@@ -308,6 +321,7 @@ def main() -> None:
     parser.add_argument("--web", action="store_true", help="web HTML: cleaning + MinHash + tokenize on datatrove, 1 and 2 workers")
     parser.add_argument("--tasks", type=int, default=4, help="--web: datatrove tasks per cleaning stage")
     parser.add_argument("--shard-mb", type=float, default=32, help="--web: text MB per part (one tokenization task each)")
+    parser.add_argument("--rounds", type=int, default=1, help="--web: alternating rounds; figures are medians")
     parser.add_argument("--web-llmexp-child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--web-direct-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()

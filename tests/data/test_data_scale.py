@@ -50,3 +50,21 @@ def test_large_corpus_prepares_and_streams_with_bounded_memory(tmp_path):
     # at its parent's at fork time, so workers_mb is an upper bound.)
     assert max(result["prepare_mb"], result["workers_mb"], result["stream_anon_mb"]) < 2 * mb * 1.024, result
     assert result["stream_anon_mb"] < 600, result  # streaming keeps no copy of the data
+
+
+@pytest.mark.slow
+def test_web_benchmark_runs_both_engines_alternating_and_reports_every_ratio(tmp_path):
+    """`scripts/bench_data.py --web` (docs/data.md) at a tiny size: both contenders, 1 and 2
+    workers, two rounds in alternating order; the script itself asserts equal shards."""
+    out = subprocess.run([sys.executable, "scripts/bench_data.py", "--web", "--mb", "1", "--tasks", "2", "--shard-mb", "0.2",
+                          "--rounds", "2", "--dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=1800)
+    assert out.returncode == 0, out.stderr[-2000:]
+    orders = [line.split(": ", 1)[0] for line in out.stdout.splitlines() if line.startswith("round ")]
+    assert orders == ["round 1, 1 worker(s), llmexp then direct", "round 1, 2 worker(s), direct then llmexp",
+                      "round 2, 1 worker(s), direct then llmexp", "round 2, 2 worker(s), llmexp then direct"]
+    result = json.loads(out.stdout[out.stdout.index("{"):])
+    assert result["rounds"] == 2 and result["shards"] >= 2 and result["tokens"] > 100_000
+    for w in (1, 2):
+        assert result[f"llmexp_{w}w_mb_per_s_per_core"] > 0
+        for stage in ("clean_", "tokenize_", ""):
+            assert result[f"llmexp_{stage}vs_direct_{w}w"] > 0
