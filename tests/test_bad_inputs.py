@@ -99,6 +99,8 @@ CASES = [
     (["stage=eval"], "stage=eval starts from a trained model"),
     (["eval.intrinsic_text=/no/such.txt"], "eval.intrinsic_text='/no/such.txt'"),
     (["eval=smoke", "eval.every_n_steps=0"], "eval.every_n_steps=0"),
+    (["eval=smoke"], "eval='smoke': stage=pretrain scores these only every eval.every_n_steps=N steps"),
+    (["eval.tasks=[llmexp_smoke_mc]"], "eval.tasks=['llmexp_smoke_mc']: stage=pretrain scores these only"),
     # data time: the run starts, reads the data, and stops at the first bad record
     ([*RUN, "run_dir={tmp}", "data=jsonl", "data.sources.0.path={bad}/bad.jsonl"], "bad.jsonl:2: invalid JSON"),
     ([*RUN, "run_dir={tmp}", "data=jsonl", "data.sources.0.path={bad}/nofield.jsonl"], "no field 'text'"),

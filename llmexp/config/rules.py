@@ -261,6 +261,10 @@ def _check_eval_stage(cfg: Config) -> None:
     if cfg.stage.name == "eval":
         require(bool(e.tasks) or e.intrinsic_text is not None, "eval", e.name,
                 "stage=eval needs tasks or intrinsic text: eval=smoke, eval=standard or eval.tasks=[...]")
+    else:  # a training stage scores its tasks only every eval.every_n_steps: without it they would never run
+        require(not e.tasks or e.every_n_steps is not None, "eval.tasks" if e.name == "none" else "eval", e.name
+                if e.name != "none" else e.tasks, f"stage={cfg.stage.name} scores these only every "
+                "eval.every_n_steps=N steps of training: set it, or score the trained run with stage=eval init_from=<run>")
 
 
 def _check_post_training(cfg: Config, planned: PlannedRuns) -> None:

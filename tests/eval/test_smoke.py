@@ -108,7 +108,7 @@ def test_in_training_callback_logs_task_scores(exported, tmp_path):
 
 
 def test_eval_group_options_compose():
-    assert llmexp.compose(["eval=standard"]).eval.tasks == [
+    assert llmexp.compose(["eval=standard", "eval.every_n_steps=100"]).eval.tasks == [
         "hellaswag", "arc_easy", "arc_challenge", "mmlu", "truthfulqa_mc2", "winogrande", "piqa"]
     cfg = llmexp.compose(["eval=smoke", "eval.every_n_steps=50", "eval.num_fewshot=2", "eval.batch_size=4"])
     assert cfg.eval.every_n_steps == 50 and len(cfg.eval.tasks) == 3
