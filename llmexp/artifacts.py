@@ -28,6 +28,12 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
     return Path(path).is_file() or is_distributed_checkpoint(path)
 
 
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """An llmexp run folder: it holds the config.yaml and plan.json every run writes first (llmexp/rundir.py)."""
+    path = Path(path).expanduser()
+    return (path / "config.yaml").is_file() and (path / "plan.json").is_file()
+
+
 def planned_config(path: str | os.PathLike, planned: PlannedRuns) -> Optional[dict]:
     return planned.get(os.path.abspath(os.path.expanduser(str(path))))
 

@@ -22,6 +22,10 @@ from llmexp.run import PreflightError, run
 
 def run_config(cfg: Config, plan: Plan, argv: Sequence[str]) -> dict[str, Any]:
     """Evaluate (stage=eval) or train `cfg`; returns the run's summary."""
+    if cfg.eval.tasks:  # validation leaves lm-eval unimported: its task index is checked here, before any work
+        from llmexp.eval.harness import check_tasks
+
+        check_tasks(cfg.eval.tasks)
     if cfg.stage.name == "eval":  # benchmarks on init_from, nothing to train
         from llmexp.eval.harness import run_eval
 

@@ -44,6 +44,9 @@ def bad(tmp_path_factory) -> Path:
     (d / "sweep_bad_method.yaml").write_text("method: annealing\nmetric: {name: val/loss, goal: minimize}\nparameters: {}\n")
     (d / "sweep_list.yaml").write_text("- 1\n- 2\n")
     (d / "study").mkdir()
+    (d / "run").mkdir()  # what an llmexp run folder holds first (llmexp/rundir.py)
+    (d / "run" / "config.yaml").write_text("stage: {name: pretrain}\n")
+    (d / "run" / "plan.json").write_text("{}")
     return d
 
 
@@ -99,6 +102,7 @@ CASES = [
     (["stage=eval"], "stage=eval starts from a trained model"),
     (["eval.intrinsic_text=/no/such.txt"], "eval.intrinsic_text='/no/such.txt'"),
     (["eval=smoke", "eval.every_n_steps=0"], "eval.every_n_steps=0"),
+    ([*RUN, "run_dir={tmp}", "eval.tasks=[no_such_task]", "eval.every_n_steps=1"], "eval.tasks=['no_such_task']: unknown to lm-eval: no_such_task"),
     (["eval=smoke"], "eval='smoke': stage=pretrain scores these only every eval.every_n_steps=N steps"),
     (["eval.tasks=[llmexp_smoke_mc]"], "eval.tasks=['llmexp_smoke_mc']: stage=pretrain scores these only"),
     # data time: the run starts, reads the data, and stops at the first bad record
@@ -123,13 +127,16 @@ CASES = [
     (["export", "{bad}/pickle.ckpt", "{tmp}"], "is not a torch checkpoint"),
     (["export", "{bad}", "{tmp}"], "not a .ckpt"),
     (["export", "{bad}/text.txt", "{tmp}", "--dtype", "int3"], "invalid choice"),
+    (["export", "{bad}/whole.ckpt", "{bad}/run"], "/run is an llmexp run folder: export to a folder of its own (e.g. run-hf)"),
     # llmexp sweep
     (["sweep"], "the following arguments are required: sweep"),
     (["sweep", "/no/such.yaml"], "cannot read the sweep file"),
     (["sweep", "{bad}/text.txt"], "a sweep file is a YAML mapping"),
     (["sweep", "{bad}/sweep_list.yaml"], "a sweep file is a YAML mapping"),
     (["sweep", "{bad}/sweep_bad_method.yaml", "--check"], "method"),
-    (["sweep", "sweeps/lr_bayes.yaml", "--count", "abc"], "invalid int value"),
+    (["sweep", "sweeps/lr_bayes.yaml", "--count", "abc"], "not a whole number: 'abc'"),
+    (["sweep", "sweeps/lr_bayes.yaml", "--count", "0"], "argument --count: must be >= 1: '0'"),
+    (["sweep", "sweeps/lr_bayes.yaml", "--poll", "-1"], "argument --poll: must be a finite number > 0"),
     (["sweep", "sweeps/lr_bayes.yaml", "--c", "3"], "unrecognized arguments"),
     # llmexp scaling
     (["scaling"], "the following arguments are required: command"),

@@ -37,3 +37,25 @@ class OneLineParser(argparse.ArgumentParser):
         if "." in name.split()[0]:  # `python -m llmexp.scaling plan` reports as llmexp.scaling, like its other errors
             name = name.split()[0]
         fail(f"{message} (see {self.prog} --help)", name)
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number > 0 (a usage error otherwise, one line via OneLineParser)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0: {text!r}")
+    return value
+
+
+def positive_count(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
+    return value

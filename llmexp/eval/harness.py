@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
+from llmexp.config.checks import require
 from llmexp.config.schema import Config, EvalConfig
 from llmexp.eval import TASKS_DIR
 from llmexp.io import atomic_write_text
@@ -32,6 +33,16 @@ def task_manager(with_lm_eval_tasks: bool = True):
 def _manager_for(tasks: Sequence[str]):
     own = task_manager(False)
     return own if set(own.match_tasks(list(tasks))) >= set(tasks) else task_manager(True)
+
+
+def check_tasks(tasks: Sequence[str]) -> None:
+    """Names lm-eval does not know (a task, group or tag; or a task YAML file) fail in one line
+    naming eval.tasks, before a model is loaded or a step trained (lm-eval would raise a KeyError
+    at the first evaluation)."""
+    manager = _manager_for(tasks)
+    unknown = [t for t in tasks if not manager.match_tasks([t]) and not Path(t).expanduser().is_file()]
+    require(not unknown, "eval.tasks", list(tasks), f"unknown to lm-eval: {', '.join(unknown)} (llmexp's offline "
+            "tasks: llmexp_smoke_mc, llmexp_smoke_ppl, llmexp_smoke_gen, tag llmexp_smoke; `lm-eval ls tasks` lists lm-eval's)")
 
 
 def evaluate(lm, tasks: Sequence[str], num_fewshot: Optional[int] = None, limit: Optional[float] = None,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from llmexp.artifacts import is_run_folder
 from llmexp.config.errors import OneLineParser, fail
 from llmexp.io import checkpoint_file_problem
 
@@ -69,6 +70,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
           f"{args.dtype}) to {out}")
 
 
+def _check_out_dir(out_dir: str) -> None:
+    path = Path(out_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        fail(f"{out_dir} exists and is not a folder: name a folder to write", "llmexp export")
+    # A transformers folder written over a run folder would make it both (init_from, export and
+    # resume could no longer tell which), and the run folder has one writer: the run.
+    if is_run_folder(path):
+        fail(f"{out_dir} is an llmexp run folder: export to a folder of its own (e.g. {path.name}-hf)", "llmexp export")
+
+
 def export_chat_template(loaded) -> Optional[str]:
     """The Jinja template an export with llmexp's tokenizer carries: the one the run trained
     with (stage.chat_template; `model` for a pretraining run: ChatML when the tokenizer
@@ -83,9 +94,3 @@ def export_chat_template(loaded) -> Optional[str]:
 
 if __name__ == "__main__":
     main()
-
-
-def _check_out_dir(out_dir: str) -> None:
-    path = Path(out_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        fail(f"{out_dir} exists and is not a folder: name a folder to write", "llmexp export")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from llmexp.config.errors import OneLineParser
+from llmexp.config.errors import OneLineParser, positive_count, positive_number
 from llmexp.scaling.errors import ScalingError
 from llmexp.scaling.flops import CONVENTIONS
 from llmexp.scaling.isoflop_fit import TOLERANCE
@@ -35,35 +35,15 @@ def _fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0: {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
-
-
 def _fraction(text: str) -> float:
-    value = _number(text)
+    value = positive_number(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1]: {text!r}")
     return value
 
 
 def _numbers(text: str) -> List[float]:
-    return [_number(t) for t in text.split(",") if t.strip()]
+    return [positive_number(t) for t in text.split(",") if t.strip()]
 
 
 def _vocab(args, fam) -> int:
@@ -81,27 +61,27 @@ def _parser() -> argparse.ArgumentParser:
 
     def shape_args(q, default_family):
         q.add_argument("--family", default=default_family, help=f"shape family: {', '.join(FAMILIES)} (default %(default)s)")
-        q.add_argument("--vocab", type=_count, help="vocabulary size (default: the family's tokenizer's)")
-        q.add_argument("--seq-len", type=_count, help="sequence length for exact FLOPs (default: the family's)")
+        q.add_argument("--vocab", type=positive_count, help="vocabulary size (default: the family's tokenizer's)")
+        q.add_argument("--seq-len", type=positive_count, help="sequence length for exact FLOPs (default: the family's)")
 
     q = sub.add_parser("plan", help="compute-optimal N, D, loss, FLOPs and time for a budget, size or token count")
     given = q.add_mutually_exclusive_group(required=True)
-    given.add_argument("--compute", type=_number, help="budget in FLOPs")
-    given.add_argument("--gpu-hours", type=_number, help="budget in accelerator-hours (with --accelerator, --mfu)")
-    given.add_argument("--params", type=_number, help="model size N")
-    given.add_argument("--tokens", type=_number, help="token budget D")
+    given.add_argument("--compute", type=positive_number, help="budget in FLOPs")
+    given.add_argument("--gpu-hours", type=positive_number, help="budget in accelerator-hours (with --accelerator, --mfu)")
+    given.add_argument("--params", type=positive_number, help="model size N")
+    given.add_argument("--tokens", type=positive_number, help="token budget D")
     q.add_argument("--law", default=DEFAULT_LAW,
                    help="epoch, chinchilla, tpp, or a study folder / fit.json (default %(default)s: Epoch AI's replication)")
     q.add_argument("--allow-warnings", action="store_true", help="plan with a study fit even though it carries warnings")
-    q.add_argument("--tokens-per-param", type=_number, default=20.0, help="ratio of --law tpp (default %(default)s)")
+    q.add_argument("--tokens-per-param", type=positive_number, default=20.0, help="ratio of --law tpp (default %(default)s)")
     q.add_argument("--accelerator", default="h100", help="for hours and time (llmexp/accelerators.py)")
     q.add_argument("--mfu", type=_fraction, default=0.4, help="model-FLOPs utilisation (default %(default)s)")
-    q.add_argument("--gpus", type=_count, default=1, help="accelerators, for the wall-clock time (default %(default)s)")
+    q.add_argument("--gpus", type=positive_count, default=1, help="accelerators, for the wall-clock time (default %(default)s)")
     shape_args(q, "llama")
     q.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     q = sub.add_parser("shape", help="a model config of the family with about N parameters")
-    q.add_argument("--params", type=_number, required=True, help="target parameter count")
+    q.add_argument("--params", type=positive_number, required=True, help="target parameter count")
     shape_args(q, "tiny")
     q.add_argument("--name", help="model name and file stem (default: <family>-d<width>-l<layers>)")
     q.add_argument("--out", type=Path, help="config folder: writes OUT/model/<name>.yaml and checks it composes")
@@ -112,8 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--name", help="study name (default: the folder's name)")
     q.add_argument("--family", default="tiny", help=f"shape family: {', '.join(FAMILIES)} (default %(default)s)")
     q.add_argument("--sizes", type=_numbers, help="comma-separated parameter targets, the same at every budget")
-    q.add_argument("--sizes-per-budget", type=_count, default=4, help="else: sizes per budget (default %(default)s) ...")
-    q.add_argument("--span", type=_number, default=8.0, help="... spanning this factor (default %(default)s) ...")
+    q.add_argument("--sizes-per-budget", type=positive_count, default=4, help="else: sizes per budget (default %(default)s) ...")
+    q.add_argument("--span", type=positive_number, default=8.0, help="... spanning this factor (default %(default)s) ...")
     q.add_argument("--center", default="tpp", help="... around this law's N_opt (default %(default)s)")
     q.add_argument("--lr", default="3e-3", help="learning rate rule: a number, deepseek, or COEF*C^EXP (default %(default)s)")
     q.add_argument("--batch-tokens", default="4096", help="batch rule in tokens: a number, deepseek, or COEF*C^EXP (default %(default)s)")
@@ -124,14 +104,14 @@ def _parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("run", help="run a study's pending runs here, one process each")
     q.add_argument("study", type=Path)
-    q.add_argument("--jobs", type=_count, default=1, help="runs at a time, the CPU threads split between them (default %(default)s)")
+    q.add_argument("--jobs", type=positive_count, default=1, help="runs at a time, the CPU threads split between them (default %(default)s)")
 
     for name, text in (("fit", "fit approach 2 and 3 to a study's finished runs"),
                        ("report", "fit, plot and write <study>/report.md")):
         q = sub.add_parser(name, help=text)
         q.add_argument("study", type=Path, nargs="?", help="the study folder")
         q.add_argument("--points", type=Path, help="instead of a study: a CSV with params,tokens,loss[,budget,flops,run]")
-        q.add_argument("--target", type=_number, help="predict N_opt, D_opt and loss at this budget (FLOPs)")
+        q.add_argument("--target", type=positive_number, help="predict N_opt, D_opt and loss at this budget (FLOPs)")
         q.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples (default %(default)s)")
         q.add_argument("--level", type=_fraction, default=0.95, help="interval level (default %(default)s)")
         q.add_argument("--starts", type=int, default=20, help="L-BFGS starts from the initialisation grid (0: all)")

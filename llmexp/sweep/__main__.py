@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-from llmexp.config.errors import OneLineParser
+from llmexp.config.errors import OneLineParser, positive_count, positive_number
 from llmexp.sweep.errors import SweepError
 
 
@@ -16,10 +16,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "a sweep that was interrupted.",
     )
     parser.add_argument("sweep", help="a sweep YAML in W&B's format, e.g. sweeps/lr_bayes.yaml")
-    parser.add_argument("--count", type=int, help="runs the sweep should hold in total (grid: all by default)")
+    parser.add_argument("--count", type=positive_count, help="runs the sweep should hold in total (grid: all by default)")
     parser.add_argument("--dir", help="the sweep folder (default: runs/sweeps/<file name>)")
     parser.add_argument("--seed", type=int, default=0, help="seed of random and Bayesian suggestions (default 0)")
-    parser.add_argument("--poll", type=float, default=2.0, help="seconds between reads of a run's metrics.csv")
+    parser.add_argument("--poll", type=positive_number, default=2.0, help="seconds between reads of a run's metrics.csv")
     parser.add_argument("--check", action="store_true", help="only validate the file (both schemas), run nothing")
     parser.add_argument("--multirun", nargs="?", const="submitit_slurm", metavar="LAUNCHER",
                         help="print a grid sweep as one Hydra multirun command for LAUNCHER (default submitit_slurm)")
