@@ -42,6 +42,8 @@ def resolve_init_from(cfg: Config, planned: PlannedRuns = {}) -> Config:
         return _from_hf_folder(cfg)
     if cfg.stage.name in POST_TRAINING or cfg.stage.name == "eval":
         return _from_llmexp_run(cfg, planned)
+    if cfg.init_from is not None and saved_config(cfg.init_from, planned) is not None:  # continued pretraining
+        return _from_llmexp_run(cfg, planned)  # (a bare .ckpt keeps the model as given: nothing says its shape)
     return cfg
 
 

@@ -25,6 +25,7 @@ from typing import Callable, Iterator, List, Optional
 
 import numpy as np
 
+from llmexp.artifacts import saved_config
 from llmexp.config.schema import Config, DataConfig, SourceConfig
 from llmexp.data.clean import format_report
 from llmexp.data.engine import MixCleaning, MixTokenization
@@ -36,6 +37,7 @@ from llmexp.data.split import StreamSplit
 from llmexp.data.tokens import entropy_of_counts, token_dtype, windows
 from llmexp.io import atomic_write_text, cache_root, exclusive
 from llmexp.tokenizers import Tokenizer, load_tokenizer
+from llmexp.tokenizers.saved import init_tokenizer
 
 CLEAN_FORMAT = 2  # 2: datatrove engine, reports with removed samples and bad records
 ENTROPY_MAX_TOKENS = 20_000_000  # the validation baseline reads at most this many tokens
@@ -360,8 +362,13 @@ def prepare_data(cfg: Config, verify: bool = False, log: Callable[[str], None] =
                for source, (folder, report) in zip(data.sources, clean_sources(data.sources, data, root, log))]
     # The tokenizer learns from training documents only, so validation stays held out.
     train_id = json.dumps([(s.name, s.weight, s.clean["train"]["content_hash"]) for s in sources])
-    tokenizer = load_tokenizer(cfg.tokenizer, hashlib.sha256(train_id.encode()).hexdigest()[:16],
-                               lambda: training_texts(sources, cfg.tokenizer.train_max_bytes))
+    if cfg.init_from is not None and saved_config(cfg.init_from) is not None:
+        # continued pretraining: the run's own ids (a BPE trained anew on this data would feed
+        # the loaded embeddings other ids than they learned)
+        tokenizer = init_tokenizer(cfg.init_from)
+    else:
+        tokenizer = load_tokenizer(cfg.tokenizer, hashlib.sha256(train_id.encode()).hexdigest()[:16],
+                                   lambda: training_texts(sources, cfg.tokenizer.train_max_bytes))
     tokenize_sources(sources, tokenizer, data, root, log, verify)
     _check_validation_size(sources, cfg.trainer.seq_len or cfg.model.max_seq_len)
     all_id = json.dumps([(s.name, s.weight, s.clean["train"]["content_hash"], s.clean["val"]["content_hash"]) for s in sources])

@@ -34,28 +34,10 @@ from llmexp.stages.base import StageModule
 from llmexp.stages.rewards import call_text_fn, load_callable
 from llmexp.stages.tasks import TASKS
 from llmexp.tokenizers import Tokenizer
+from llmexp.tokenizers.saved import init_tokenizer, run_dir_of
 
 
 # ---- the starting point -------------------------------------------------------------------
-
-def run_dir_of(path: str | Path) -> Path:
-    """A run folder, or a checkpoint file's run folder (<run>/checkpoints/x.ckpt)."""
-    path = Path(path).expanduser().resolve()
-    return path if path.is_dir() else path.parent.parent
-
-
-def init_tokenizer(path: str | Path, key: str = "init_from") -> Tokenizer:
-    """The tokenizer saved with an llmexp run, or a transformers folder's (converted by
-    llmexp/interop): it comes with the weights."""
-    if is_hf_folder(path):
-        from llmexp.tokenizers.hf import tokenizer_from_hf
-
-        return tokenizer_from_hf(path)
-    folder = run_dir_of(path) / "tokenizer"
-    if not (folder / "tokenizer.json").is_file():
-        raise ConfigError(key, str(path), f"no tokenizer saved at {folder}: needs an llmexp run folder")
-    return Tokenizer.load(folder)
-
 
 def check_same_tokenizer(policy: Tokenizer, other: Tokenizer, key: str, path: str) -> None:
     """A reward model or judge must read the policy's token ids as the same text."""

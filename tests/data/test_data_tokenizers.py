@@ -74,3 +74,29 @@ def test_bpe_learns_from_the_mix_by_weight_and_reserves_chat_tokens(tmp_path):
     enc = data.tokenizer.encoding
     specials = ["<|endoftext|>", "<|pad|>", "<|im_start|>", "<|im_end|>"]
     assert [enc.encode(s, allowed_special="all")[0] for s in specials] == list(range(396, 400))
+
+
+def test_continued_pretraining_on_other_data_keeps_the_runs_tokenizer(tmp_path):
+    """init_from=<llmexp run> at stage=pretrain reads the new data with the run's own BPE: one
+    trained anew on this data would give the loaded embeddings other ids."""
+    import llmexp
+    import yaml
+
+    from llmexp.data.prepare import prepare_data
+    from llmexp.rundir import config_dict
+    from tests.data.conftest import jsonl_source, write_jsonl
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")  # never loaded here
+    base = llmexp.compose(["tokenizer.vocab_size=300"])
+    (run / "config.yaml").write_text(yaml.safe_dump(config_dict(base)))
+    _bpe(300, tmp_path / "cache").save(run / "tokenizer")  # trained on the embedded documents
+    other = write_jsonl(tmp_path / "other.jsonl", [f"gamma delta {i} " * 40 for i in range(200)])
+    cfg = llmexp.compose([f"init_from={run}"])
+    cfg.data.sources = [jsonl_source(other, "other")]
+    cfg.data.cache_dir = cfg.tokenizer.cache_dir = str(tmp_path / "cache")
+    data = prepare_data(cfg, log=lambda m: None)
+    saved = Tokenizer.load(run / "tokenizer")
+    assert data.tokenizer.name == saved.name and data.tokenizer.encode("gamma delta 7") == saved.encode("gamma delta 7")
+

@@ -53,6 +53,16 @@ def test_a_model_override_that_contradicts_init_from_is_a_clear_error(fake_run):
     assert llmexp.compose(["stage=sft", f"init_from={base}", "stage.dataset=synthetic:sort", *MODEL]).model.d_model == 64
 
 
+def test_continued_pretraining_takes_the_model_and_tokenizer_of_its_run(fake_run):
+    """init_from=<llmexp run> at stage=pretrain: the run's shape and tokenizer, as a post-training
+    stage takes them (a different model was a size-mismatch traceback when the weights loaded)."""
+    base = fake_run("base")
+    cfg = llmexp.compose([f"init_from={base}"])
+    assert (cfg.model.name, cfg.model.d_model, cfg.model.n_layers, cfg.tokenizer.vocab_size) == ("micro", 64, 2, 320)
+    with pytest.raises(ConfigError, match=r"^model.n_layers=12: init_from's model has n_layers=2: stage=pretrain"):
+        llmexp.compose([f"init_from={base}", "model=125m"])
+
+
 def test_lora_trainable_parameters_in_the_plan(fake_run):
     base = fake_run("base")
     cfg = llmexp.compose(["stage=sft", f"init_from={base}", "stage.dataset=synthetic:sort", "stage.lora.enabled=true",
