@@ -144,6 +144,8 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
                 prompts.append(line)
     if not prompts:
         raise ValueError("no prompts: give --prompt TEXT (repeatable) or --prompts-file FILE")
+    if not args.chat and not all(prompts):
+        raise ValueError("an empty prompt has no token to continue from: give text, or --chat (a user turn in the template)")
     return prompts
 
 

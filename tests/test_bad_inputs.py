@@ -159,6 +159,7 @@ CASES = [
     (["generate", "/no/such/run", "--prompt", "x"], "not a .ckpt, an llmexp run folder or a transformers folder"),
     (["generate", "{bad}/truncated.ckpt", "--prompt", "x"], "is not a torch checkpoint"),
     (["generate", "{bad}/truncated.ckpt"], "no prompts"),
+    (["generate", "{bad}/truncated.ckpt", "--prompt", ""], "an empty prompt has no token to continue from"),
     (["generate", "{bad}/truncated.ckpt", "--prompts-file", "{bad}/bad.jsonl"], "bad.jsonl:1: needs a string field 'prompt'"),
     (["generate", "{bad}/truncated.ckpt", "--prompt", "x", "--top-p", "2"], "--top-p=2.0: must be in (0, 1]"),
     (["generate", "{bad}/truncated.ckpt", "--prompt", "x", "--device", "tpu"], "--device=tpu"),

@@ -140,9 +140,7 @@ def stage_records(stage: Any, kind: str) -> list[tuple[str, dict]]:
     """(where, record) of `stage.dataset`; `kind` (sft | preference | prompts) picks what a
     synthetic:<task> generates."""
     if stage.dataset.startswith("synthetic:"):
-        task = stage.dataset.split(":", 1)[1]
-        if task not in TASKS:
-            raise ConfigError("stage.dataset", stage.dataset, "allowed synthetic tasks: " + ", ".join(TASKS))
+        task = stage.dataset.split(":", 1)[1]  # one of SYNTHETIC_TASKS (validated)
         records = TASKS[task][kind](stage.synthetic_records, stage.split_seed)
         return [(f"{stage.dataset}[{i}]", r) for i, r in enumerate(records)]
     return read_records(stage.dataset, stage.hf_split)

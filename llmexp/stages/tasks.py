@@ -60,7 +60,8 @@ def prompt_records(n: int, seed: int) -> list[dict]:
     return [{"prompt": _sort_problem(rng)[0]} for _ in range(n)]
 
 
-# task -> kind (sft | preference | prompts) -> generator(n, seed)
+# task -> kind (sft | preference | prompts) -> generator(n, seed); the names validation accepts
+# are llmexp/config/groups/stage.py's SYNTHETIC_TASKS (config imports no runtime code)
 TASKS: dict[str, dict[str, Callable[[int, int], list[dict]]]] = {
     "sort": {"sft": sft_records, "preference": preference_records, "prompts": prompt_records},
 }

@@ -146,3 +146,12 @@ def test_pipeline_is_validated_and_planned_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"^pipeline.1\(sft\).stage.loss_on='prompt': allowed: assistant, all"):
         plan_pipeline(llmexp.compose(bad, [tmp_path]), bad, [tmp_path])
     assert not (tmp_path / "b").exists()
+
+
+def test_synthetic_task_names_are_checked_in_validation(fake_run):
+    from llmexp.config.groups.stage import SYNTHETIC_TASKS
+    from llmexp.stages.tasks import TASKS
+
+    assert tuple(TASKS) == SYNTHETIC_TASKS  # validation knows every generator, and only those
+    with pytest.raises(ConfigError, match=r"^stage.dataset='synthetic:nope': allowed: synthetic:sort$"):
+        llmexp.compose(["stage=sft", f"init_from={fake_run('base')}", "stage.dataset=synthetic:nope", "dry_run=true"])

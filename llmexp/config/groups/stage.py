@@ -11,7 +11,7 @@ from typing import Any, List, Literal, Optional
 
 from omegaconf import MISSING
 
-from llmexp.config.checks import choice, in_range, positive, require
+from llmexp.config.checks import choice, in_range, one_of, positive, require
 
 LoraTarget = Literal["wq", "wk", "wv", "wo", "w1", "w2", "w3"]
 LORA_TARGETS: tuple[str, ...] = LoraTarget.__args__
@@ -161,13 +161,16 @@ STAGE_SCHEMAS: dict[str, type] = {
 # Stages that start from a trained model: init_from is required, and its saved config decides
 # the model (and tokenizer) so a user never repeats model=... for them.
 POST_TRAINING = ("sft", "reward", "dpo", "rlhf")
+SYNTHETIC_TASKS = ("sort",)  # stage.dataset=synthetic:<task>: the generators of llmexp/stages/tasks.py
 
 
 def check_stage(s: Any) -> None:
     if s.name not in POST_TRAINING:
         return
     require(bool(s.dataset), "stage.dataset", s.dataset, "a JSONL file, folder or glob, hf:<name>, or synthetic:<task>")
-    if not s.dataset.startswith(("hf:", "synthetic:")):
+    if s.dataset.startswith("synthetic:"):
+        one_of("stage.dataset", s.dataset, [f"synthetic:{task}" for task in SYNTHETIC_TASKS])
+    elif not s.dataset.startswith("hf:"):
         pattern = os.path.expanduser(s.dataset)
         require(os.path.exists(pattern) or bool(glob.glob(pattern, recursive=True)), "stage.dataset", s.dataset,
                 "no such file, folder or glob match (or use hf:<name>, synthetic:<task>)")
