@@ -9,6 +9,7 @@ import os
 from llmexp.accelerators import ACCELERATORS, gpu_present
 from llmexp.artifacts import PlannedRuns, is_model_source, saved_config
 from llmexp.config.checks import check_choices, require
+from llmexp.config.errors import ConfigError
 from llmexp.config.groups.data import check_data
 from llmexp.config.groups.eval import check_eval
 from llmexp.config.groups.model import check_model
@@ -261,10 +262,10 @@ def _check_eval_stage(cfg: Config) -> None:
     if cfg.stage.name == "eval":
         require(bool(e.tasks) or e.intrinsic_text is not None, "eval", e.name,
                 "stage=eval needs tasks or intrinsic text: eval=smoke, eval=standard or eval.tasks=[...]")
-    else:  # a training stage scores its tasks only every eval.every_n_steps: without it they would never run
-        require(not e.tasks or e.every_n_steps is not None, "eval.tasks" if e.name == "none" else "eval", e.name
-                if e.name != "none" else e.tasks, f"stage={cfg.stage.name} scores these only every "
-                "eval.every_n_steps=N steps of training: set it, or score the trained run with stage=eval init_from=<run>")
+    elif e.tasks and e.every_n_steps is None:  # a training stage scores tasks only every eval.every_n_steps
+        key, value = ("eval.tasks", e.tasks) if e.name == "none" else ("eval", e.name)  # what the user typed
+        raise ConfigError(key, value, f"stage={cfg.stage.name} scores these only every eval.every_n_steps=N steps "
+                          "of training: set it, or score the trained run with stage=eval init_from=<run>")
 
 
 def _check_post_training(cfg: Config, planned: PlannedRuns) -> None:
