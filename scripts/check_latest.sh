@@ -4,7 +4,7 @@
 # environment, then the default test suite. Prints which packages are newer than the lock and a
 # one-line verdict; exit status is pytest's. When it passes, bump the lock: scripts/lock.sh --upgrade
 #
-#   scripts/check_latest.sh                  the default suite (~40 minutes on 2 AVX2 cores)
+#   scripts/check_latest.sh                  the default suite (~30 minutes on 2 AVX2 cores)
 #   scripts/check_latest.sh tests/sweep -x   pytest arguments narrow it
 set -uo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
